@@ -1,0 +1,106 @@
+import { hostname } from "node:os"
+import { Config, ConfigError, Context, Data, Duration, Effect, Layer, LogLevel, Option, Redacted } from "effect"
+
+export type LogFormat = "json" | "pretty"
+
+export interface Settings {
+  readonly redisUrl: Redacted.Redacted
+  readonly postgresUrl: Redacted.Redacted
+  readonly pgPoolSize: number
+  readonly stream: string
+  readonly group: string
+  readonly consumer: string
+  readonly deadLetterStream: string
+  readonly batchSize: number
+  readonly batchMaxWait: Duration.Duration
+  readonly writeConcurrency: number
+  readonly readCount: number
+  readonly readBlock: Duration.Duration
+  readonly deviceStateCapacity: number
+  readonly claimInterval: Duration.Duration
+  readonly claimIdle: Duration.Duration
+  readonly maxDeliveries: number
+  readonly consumerIdleDelete: Duration.Duration
+  readonly retryMaxBackoff: Duration.Duration
+  readonly logLevel: LogLevel.LogLevel
+  readonly logFormat: LogFormat
+  readonly shutdownTimeout: Duration.Duration
+  readonly httpPort: number
+  readonly httpAuthToken: Option.Option<Redacted.Redacted>
+  readonly otlpEndpoint: Option.Option<string>
+  readonly serviceName: string
+}
+
+const positive = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: "Expected a positive integer", validation: (n) => n > 0 }),
+    Config.withDefault(fallback)
+  )
+
+const millis = (name: string, fallback: number, min = 1) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: `Expected an integer number of milliseconds ≥ ${min}`, validation: (n) => n >= min }),
+    Config.withDefault(fallback),
+    Config.map(Duration.millis)
+  )
+
+const name = (key: string, fallback: string) =>
+  Config.nonEmptyString(key).pipe(Config.withDefault(fallback))
+
+// Unique per host; instances sharing a host (not a container) must set REDIS_CONSUMER themselves.
+const defaultConsumer = hostname() || "processor"
+
+export const settings: Config.Config<Settings> = Config.all({
+  redisUrl: Config.redacted("REDIS_URL").pipe(Config.withDefault(Redacted.make("redis://127.0.0.1:6379"))),
+  postgresUrl: Config.redacted("POSTGRES_URL").pipe(
+    Config.withDefault(Redacted.make("postgres://postgres@127.0.0.1:5432/postgres"))
+  ),
+  pgPoolSize: positive("PG_POOL_SIZE", 4),
+  stream: name("REDIS_STREAM", "telemetry:t"),
+  group: name("REDIS_GROUP", "processor"),
+  consumer: name("REDIS_CONSUMER", defaultConsumer),
+  deadLetterStream: name("REDIS_DLQ_STREAM", "telemetry:t:dlq"),
+  batchSize: positive("BATCH_SIZE", 500),
+  batchMaxWait: millis("BATCH_MAX_WAIT_MS", 0, 0),
+  writeConcurrency: positive("WRITE_CONCURRENCY", 2),
+  readCount: positive("READ_COUNT", 500),
+  readBlock: millis("READ_BLOCK_MS", 2000),
+  deviceStateCapacity: positive("DEVICE_STATE_CAPACITY", 10_000),
+  claimInterval: millis("CLAIM_INTERVAL_MS", 10_000),
+  claimIdle: millis("CLAIM_IDLE_MS", 30_000),
+  maxDeliveries: positive("MAX_DELIVERIES", 5),
+  consumerIdleDelete: millis("CONSUMER_IDLE_DELETE_MS", 3_600_000),
+  retryMaxBackoff: millis("RETRY_MAX_BACKOFF_MS", 5_000),
+  logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
+  logFormat: Config.literal("json", "pretty")("LOG_FORMAT").pipe(Config.withDefault("json" as const)),
+  shutdownTimeout: millis("SHUTDOWN_TIMEOUT_MS", 15_000),
+  httpPort: Config.integer("HTTP_PORT").pipe(
+    Config.validate({ message: "Expected a TCP port 0..65535", validation: (n) => n >= 0 && n <= 65535 }),
+    Config.withDefault(9464)
+  ),
+  httpAuthToken: Config.option(Config.redacted("HTTP_AUTH_TOKEN")),
+  otlpEndpoint: Config.option(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT")),
+  serviceName: name("OTEL_SERVICE_NAME", "processor")
+})
+
+export class ConfigInvalid extends Data.TaggedError("ConfigInvalid")<{ readonly message: string }> {}
+
+// One line that names the variable and what it expects; never the value of a secret.
+export const describeConfigError = (error: ConfigError.ConfigError): string => {
+  const lines = ConfigError.reduceWithContext(error, undefined, {
+    andCase: (_, l: ReadonlyArray<string>, r: ReadonlyArray<string>) => [...l, ...r],
+    orCase: (_, l: ReadonlyArray<string>, r: ReadonlyArray<string>) => [...l, ...r],
+    invalidDataCase: (_, path, message) => [`${path.join(".")}: ${message}`],
+    missingDataCase: (_, path, message) => [`${path.join(".")}: ${message}`],
+    sourceUnavailableCase: (_, path, message) => [`${path.join(".")}: ${message}`],
+    unsupportedCase: (_, path, message) => [`${path.join(".")}: ${message}`]
+  })
+  return `invalid configuration: ${[...new Set(lines)].join("; ")}`
+}
+
+export class ProcessorConfig extends Context.Tag("processor/Config")<ProcessorConfig, Settings>() {
+  static readonly layer = Layer.effect(
+    ProcessorConfig,
+    Effect.mapError(settings, (error) => new ConfigInvalid({ message: describeConfigError(error) }))
+  )
+}

@@ -1,0 +1,21 @@
+import { Context, Effect } from "effect"
+import type { Position } from "../position/Position.js"
+
+/** A decoded record on its way to the database, with the stream entry it came from. */
+export interface Accepted {
+  readonly id: string
+  /** The entry's original payload, kept for the dead-letter stream should the database refuse the record. */
+  readonly payload: string
+  readonly position: Position
+}
+
+/**
+ * Where domain rules (finish-line crossings, geofences) plug in: after device state is updated, before the
+ * write. A stage sees each chunk in stream order and returns the records to write. Without a layer of its
+ * own it passes everything through, so the plumbing never depends on domain code.
+ */
+export class DomainStage extends Context.Reference<DomainStage>()("processor/DomainStage", {
+  defaultValue: () => ({
+    process: (records: ReadonlyArray<Accepted>): Effect.Effect<ReadonlyArray<Accepted>> => Effect.succeed(records)
+  })
+}) {}

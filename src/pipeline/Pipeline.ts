@@ -1,0 +1,121 @@
+import { Chunk, Clock, Duration, Effect, Metric, Sink, Stream } from "effect"
+import { ProcessorConfig } from "../config/Config.js"
+import { Consumer, type DeadLetter, type StreamEntry } from "../consumer/Consumer.js"
+import * as Metrics from "../observability/Metrics.js"
+import { decodePayload } from "../position/decode.js"
+import { DeviceState } from "../state/DeviceState.js"
+import { Writer } from "../writer/Writer.js"
+import { type Accepted, DomainStage } from "./DomainStage.js"
+
+/** Milliseconds in a stream entry id ("<ms>-<seq>"): when Redis accepted the entry. */
+const entryTime = (id: string): number => Number(id.slice(0, id.indexOf("-")))
+
+/**
+ * The processor: read → decode (invalid → dead letters) → device state → domain stage → batch → write → ack.
+ *
+ * The ACK rule: an entry is acknowledged only once its row is committed or was already there, or once it
+ * has been copied to the dead-letter stream. A record whose write failed is not acknowledged: it stays in
+ * the group's pending list and is delivered again (reclaimed), up to MAX_DELIVERIES times.
+ */
+export const run = Effect.gen(function*() {
+  const config = yield* ProcessorConfig
+  const consumer = yield* Consumer
+  const state = yield* DeviceState
+  const writer = yield* Writer
+  const stage = yield* DomainStage
+
+  const deadLetter = (letters: ReadonlyArray<DeadLetter>) =>
+    consumer.deadLetter(letters).pipe(
+      // Not acknowledged either: the entries come back through a reclaim and are dead-lettered then.
+      Effect.catchAll((error) => Effect.logWarning(`dead-lettering ${letters.length} entries failed: ${error.message}`))
+    )
+
+  // Runs once per read, on the chunk as a whole: no Effect per record.
+  const accept = (chunk: Chunk.Chunk<StreamEntry>) =>
+    Effect.gen(function*() {
+      const entries = Chunk.toReadonlyArray(chunk)
+      if (entries.length === 0) return Chunk.empty<Accepted>()
+      yield* Metric.incrementBy(Metrics.consumed, entries.length)
+      const accepted: Array<Accepted> = []
+      const invalid: Array<DeadLetter> = []
+      for (const entry of entries) {
+        const decoded = decodePayload(entry.payload)
+        if (decoded._tag === "Right") accepted.push({ id: entry.id, payload: entry.payload!, position: decoded.right })
+        else invalid.push({ id: entry.id, payload: entry.payload, error: decoded.left })
+      }
+      if (invalid.length > 0) {
+        yield* Effect.logWarning(`${invalid.length} invalid entries dead-lettered; first: ${invalid[0]!.id}: ${invalid[0]!.error}`)
+        yield* deadLetter(invalid)
+      }
+      if (accepted.length === 0) return Chunk.empty<Accepted>()
+      // State first, as the design says; a domain stage then sees each record with its device's state.
+      yield* state.update(accepted.map((a) => a.position)).pipe(Effect.orDie)
+      return Chunk.unsafeFromArray(yield* stage.process(accepted))
+    })
+
+  const writeAndAck = (batch: Chunk.Chunk<Accepted>) =>
+    Effect.gen(function*() {
+      const records = Chunk.toReadonlyArray(batch)
+      const started = yield* Clock.currentTimeMillis
+      const outcomes = yield* writer.write(records.map((r) => r.position))
+      const committed = yield* Clock.currentTimeMillis
+      const ackIds: Array<string> = []
+      const rejected: Array<DeadLetter> = []
+      let inserted = 0
+      let failed = 0
+      for (let i = 0; i < records.length; i++) {
+        const outcome = outcomes[i]!
+        const record = records[i]!
+        switch (outcome._tag) {
+          case "Inserted":
+            inserted++
+            ackIds.push(record.id)
+            Metrics.lag.unsafeUpdate((committed - entryTime(record.id)) / 1000, [])
+            break
+          case "Duplicate":
+            ackIds.push(record.id)
+            break
+          case "Failed":
+            failed++
+            if (outcome.permanent) {
+              rejected.push({ id: record.id, payload: record.payload, error: outcome.reason })
+            }
+        }
+      }
+      yield* consumer.ack(ackIds).pipe(
+        // The rows are committed; entries not acknowledged now are delivered again and found duplicate.
+        Effect.catchAll((error) => Effect.logWarning(`acknowledging ${ackIds.length} entries failed: ${error.message}`))
+      )
+      if (rejected.length > 0) {
+        yield* Effect.logWarning(`${rejected.length} records rejected by the database dead-lettered; first: ${rejected[0]!.id}: ${rejected[0]!.error}`)
+        yield* deadLetter(rejected)
+      }
+      const duplicates = ackIds.length - inserted
+      yield* Metric.incrementBy(Metrics.inserted, inserted)
+      yield* Metric.incrementBy(Metrics.duplicate, duplicates)
+      if (failed > 0) yield* Metric.incrementBy(Metrics.failed, failed)
+      yield* Metric.update(Metrics.batchSize, records.length)
+      yield* Metric.update(Metrics.writeDuration, (committed - started) / 1000)
+      yield* Effect.logDebug(`batch: ${records.length} consumed, ${inserted} inserted, ${duplicates} duplicates, ${failed} failed`)
+      yield* Effect.annotateCurrentSpan({ records: records.length, inserted, duplicates, failed })
+    }).pipe(
+      Effect.withSpan("Pipeline.batch"),
+      // A batch that has started is finished, acknowledgements included, even when shutdown begins.
+      Effect.uninterruptible
+    )
+
+  // Adaptive by default: the writer takes whatever has accumulated when it is free, up to BATCH_SIZE, so
+  // batches are small (low latency) when traffic is light and large (cheap per row) under load.
+  const batches: Sink.Sink<Chunk.Chunk<Accepted>, Accepted, Accepted> = Sink.collectAllN<Accepted>(config.batchSize)
+  const batched = Duration.toMillis(config.batchMaxWait) > 0
+    ? Stream.groupedWithin(config.batchSize, config.batchMaxWait)
+    : Stream.aggregate(batches)
+
+  yield* consumer.entries.pipe(
+    Stream.onStart(Effect.logInfo("processor ready")),
+    Stream.mapChunksEffect(accept),
+    batched,
+    Stream.mapEffect(writeAndAck, { concurrency: config.writeConcurrency, unordered: true }),
+    Stream.runDrain
+  )
+}).pipe(Effect.annotateLogs({ service: "pipeline" }))

@@ -1,0 +1,69 @@
+import { Either } from "effect"
+import { type AttributeValue, decodeAttribute, decodeStrict, parseInstant, type Position } from "./Position.js"
+
+// The hot path: runs for every record. It accepts exactly what the Schema accepts (property-tested in
+// test/decode.test.ts) and, on rejection, defers to the Schema for the message, so errors stay precise
+// while valid records never pay for the Schema's generality.
+
+const isNum = (u: unknown): u is number => typeof u === "number" && Number.isFinite(u)
+const inRange = (u: unknown, min: number, max: number): u is number => typeof u === "number" && u >= min && u <= max
+const isIntIn = (u: unknown, min: number, max: number): u is number => Number.isInteger(u) && (u as number) >= min && (u as number) <= max
+
+const fastAttributes = (u: unknown): Record<string, AttributeValue> | undefined => {
+  if (u === undefined) return {}
+  if (typeof u !== "object" || u === null || Array.isArray(u)) return undefined
+  const out: Record<string, AttributeValue> = {}
+  const source = u as Record<string, unknown>
+  for (const key in source) {
+    const value = decodeAttribute(source[key])
+    if (value === undefined) return undefined
+    out[key] = value
+  }
+  return out
+}
+
+export const fastDecode = (u: unknown): Position | undefined => {
+  if (typeof u !== "object" || u === null || Array.isArray(u)) return undefined
+  const o = u as Record<string, unknown>
+  const deviceId = o["device_id"]
+  if (typeof deviceId !== "string" || deviceId.length === 0 || deviceId.length > 64) return undefined
+  const timestamp = o["timestamp"]
+  if (typeof timestamp !== "string") return undefined
+  const ms = parseInstant(timestamp)
+  if (Number.isNaN(ms)) return undefined
+  const { latitude, longitude, altitude, angle, speed, satellites, priority } = o
+  if (!inRange(latitude, -90, 90) || !inRange(longitude, -180, 180) || !isNum(altitude)) return undefined
+  if (!inRange(angle, 0, 360) || !isNum(speed) || speed < 0) return undefined
+  if (!isIntIn(satellites, 0, 255) || !isIntIn(priority, 0, 2)) return undefined
+  let eventId = o["event_id"]
+  if (eventId === undefined) eventId = 0
+  else if (!Number.isInteger(eventId) || (eventId as number) < 0) return undefined
+  const attributes = fastAttributes(o["attributes"])
+  if (attributes === undefined) return undefined
+  return {
+    device_id: deviceId,
+    timestamp: new Date(ms),
+    latitude,
+    longitude,
+    altitude,
+    angle,
+    speed,
+    satellites,
+    priority,
+    event_id: eventId as number,
+    attributes
+  }
+}
+
+/** Decodes one entry's payload field: a position, or a one-line reason naming the field. */
+export const decodePayload = (payload: string | undefined): Either.Either<Position, string> => {
+  if (payload === undefined) return Either.left("payload: the entry has no payload field")
+  let json: unknown
+  try {
+    json = JSON.parse(payload)
+  } catch (error) {
+    return Either.left(`payload: not valid JSON (${(error as Error).message})`)
+  }
+  const position = fastDecode(json)
+  return position !== undefined ? Either.right(position) : decodeStrict(json)
+}

@@ -1,0 +1,162 @@
+import { PgClient } from "@effect/sql-pg"
+import { Context, Data, Duration, Effect, Layer, Redacted, Ref, Schedule } from "effect"
+import pg from "pg"
+import { ProcessorConfig } from "../config/Config.js"
+import * as Metrics from "../observability/Metrics.js"
+
+export class PgError extends Data.TaggedError("PgError")<{
+  readonly op: string
+  readonly cause: unknown
+}> {
+  get sqlstate(): string | undefined {
+    return sqlstateOf(this.cause)
+  }
+  get kind(): ErrorKind {
+    return classify(this.cause)
+  }
+  override get message() {
+    const state = this.sqlstate
+    return `${this.op}: ${describe(this.cause)}${state ? ` (SQLSTATE ${state})` : ""}`
+  }
+}
+
+/**
+ * transient: the database or the network is in trouble; retry, never dead-letter.
+ * data: this data can never be written (bad value, constraint); isolate and dead-letter the record.
+ * other: a bug or a schema problem; leave the entries pending so they are retried later.
+ */
+export type ErrorKind = "transient" | "data" | "other"
+
+const TRANSIENT_STATES = new Set(["40001", "40P01", "55P03", "57014"])
+
+export const sqlstateOf = (cause: unknown): string | undefined => {
+  const inner = (cause as { cause?: unknown })?.cause
+  const code = (cause as { code?: unknown })?.code ?? (inner as { code?: unknown })?.code
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined
+}
+
+export const classify = (cause: unknown): ErrorKind => {
+  const state = sqlstateOf(cause)
+  // No SQLSTATE: the connection failed, was refused or timed out.
+  if (state === undefined) return "transient"
+  const cls = state.slice(0, 2)
+  if (cls === "08" || cls === "53" || state.startsWith("57P") || TRANSIENT_STATES.has(state)) return "transient"
+  if (cls === "22" || cls === "23") return "data"
+  return "other"
+}
+
+const describe = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
+
+export interface PgService {
+  readonly pool: pg.Pool
+  /** One query on a pooled connection. */
+  readonly query: <R extends pg.QueryResultRow = pg.QueryResultRow>(op: string, text: string, values?: ReadonlyArray<unknown>) => Effect.Effect<pg.QueryResult<R>, PgError>
+  /**
+   * Runs `f` in a transaction on one pooled connection. On failure the transaction is rolled back; a
+   * connection that cannot even roll back is destroyed rather than returned to the pool.
+   */
+  readonly transaction: <A>(op: string, f: (client: pg.PoolClient) => Promise<A>) => Effect.Effect<A, PgError>
+  /**
+   * Retries transient failures with capped, jittered exponential backoff, for as long as it takes: while the
+   * database is away the pipeline stalls here (backpressure) and nothing is acknowledged. The outage is
+   * logged once when it starts and once when it ends.
+   */
+  readonly retryTransient: <A, R>(effect: Effect.Effect<A, PgError, R>) => Effect.Effect<A, PgError, R>
+}
+
+export class Pg extends Context.Tag("processor/Pg")<Pg, PgService>() {
+  static readonly make = (options: { readonly url: Redacted.Redacted; readonly poolSize: number; readonly retryMaxBackoff: Duration.Duration }) =>
+    Effect.gen(function*() {
+      const pool = yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const pool = new pg.Pool({
+            connectionString: Redacted.value(options.url),
+            max: options.poolSize,
+            connectionTimeoutMillis: 5_000,
+            idleTimeoutMillis: 30_000,
+            statement_timeout: 60_000,
+            query_timeout: 65_000,
+            application_name: "processor"
+          })
+          // An idle client that loses its connection emits here; the next query reports the problem.
+          pool.on("error", () => {})
+          return pool
+        }),
+        (pool) => Effect.promise(() => pool.end()).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+      )
+
+      const query = <R extends pg.QueryResultRow>(op: string, text: string, values?: ReadonlyArray<unknown>) =>
+        Effect.tryPromise({
+          try: () => pool.query<R>(text, values as Array<unknown> | undefined),
+          catch: (cause) => new PgError({ op, cause })
+        })
+
+      const transaction = <A>(op: string, f: (client: pg.PoolClient) => Promise<A>) =>
+        Effect.tryPromise({
+          try: async () => {
+            const client = await pool.connect()
+            try {
+              await client.query("BEGIN")
+              const result = await f(client)
+              await client.query("COMMIT")
+              client.release()
+              return result
+            } catch (error) {
+              await client.query("ROLLBACK").then(() => client.release(), (broken: Error) => client.release(broken))
+              throw error
+            }
+          },
+          catch: (cause) => new PgError({ op, cause })
+        })
+
+      const outage = yield* Ref.make<number | undefined>(undefined)
+      const schedule = Schedule.exponential("100 millis").pipe(
+        Schedule.union(Schedule.spaced(options.retryMaxBackoff)),
+        Schedule.jittered
+      )
+      const retryTransient = <A, R>(effect: Effect.Effect<A, PgError, R>) =>
+        effect.pipe(
+          Effect.tapError((error) =>
+            error.kind !== "transient" ? Effect.void : Effect.zipRight(
+              Metrics.retry("postgres"),
+              Ref.modify(outage, (since) => [since === undefined, since ?? Date.now()] as const).pipe(
+                Effect.flatMap((started) =>
+                  started ? Effect.logWarning(`PostgreSQL unavailable, retrying until it answers: ${error.message}`) : Effect.void
+                )
+              )
+            )
+          ),
+          Effect.retry({ schedule, while: (error) => error.kind === "transient" }),
+          Effect.tap(() =>
+            Ref.getAndSet(outage, undefined).pipe(
+              Effect.flatMap((since) =>
+                since === undefined ? Effect.void : Effect.logInfo(`PostgreSQL available again after ${((Date.now() - since) / 1000).toFixed(1)} s`)
+              )
+            )
+          )
+        )
+
+      return { pool, query, transaction, retryTransient } satisfies PgService
+    })
+
+  static readonly layer = Layer.scoped(
+    Pg,
+    Effect.flatMap(ProcessorConfig, (config) =>
+      Pg.make({ url: config.postgresUrl, poolSize: config.pgPoolSize, retryMaxBackoff: config.retryMaxBackoff }))
+  )
+
+  /** @effect/sql's SqlClient on the same pool, for migrations and ad-hoc queries. */
+  static readonly sqlLayer = Layer.unwrapEffect(
+    Effect.map(Pg, ({ pool }) => PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: "processor" }))
+  )
+}
+
+/** Waits until PostgreSQL answers (bounded), so start-up fails with one clear line instead of a stack. */
+export const awaitReachable = Effect.gen(function*() {
+  const { query } = yield* Pg
+  yield* query("connect", "SELECT 1").pipe(
+    Effect.tapError((error) => Effect.logWarning(`PostgreSQL not reachable yet: ${error.message}`)),
+    Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")), Schedule.upTo("1 minute")))
+  )
+  yield* Effect.logInfo("Postgres connected")
+})

@@ -1,0 +1,83 @@
+import { Context, Effect, Layer, Metric, Option } from "effect"
+import { ProcessorConfig } from "../config/Config.js"
+import * as Metrics from "../observability/Metrics.js"
+import type { Position } from "../position/Position.js"
+import type { PgError } from "../postgres/Pg.js"
+import { LatestPositions } from "./LatestPositions.js"
+import { Lru } from "./Lru.js"
+
+export interface Device {
+  /** The newest position by timestamp ever seen: a late, buffered record never replaces it. */
+  readonly last_position: Position | undefined
+  /** When this process last received a record of the device. */
+  readonly last_seen_at: Date
+  /** Records received since this process started (or since the device was last evicted). */
+  readonly position_count_session: number
+}
+
+interface MutableDevice {
+  last_position: Position | undefined
+  last_seen_at: Date
+  position_count_session: number
+}
+
+export interface UpdateSummary {
+  /** Records older than their device's newest known position. */
+  readonly late: number
+}
+
+export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceState, {
+  /**
+   * Applies a chunk of records in order. Devices not in memory are first hydrated from their newest stored
+   * row, with one query for all of them.
+   */
+  readonly update: (positions: ReadonlyArray<Position>) => Effect.Effect<UpdateSummary, PgError>
+  readonly get: (deviceId: string) => Effect.Effect<Option.Option<Device>>
+  readonly size: Effect.Effect<number>
+}>() {
+  static readonly make = (capacity: number) =>
+    Effect.gen(function*() {
+      const { latest } = yield* LatestPositions
+      // Mutated only by `update`, which the pipeline runs from a single fiber; readers get copies.
+      const devices = new Lru<string, MutableDevice>(capacity)
+
+      const update = (positions: ReadonlyArray<Position>) =>
+        Effect.gen(function*() {
+          const now = new Date()
+          const missing = new Set<string>()
+          for (const p of positions) if (!devices.has(p.device_id)) missing.add(p.device_id)
+          let evicted = 0
+          if (missing.size > 0) {
+            const stored = yield* latest([...missing])
+            for (const id of missing) {
+              evicted += devices.set(id, { last_position: stored.get(id), last_seen_at: now, position_count_session: 0 })
+            }
+          }
+          let late = 0
+          for (const p of positions) {
+            let device = devices.get(p.device_id)
+            if (device === undefined) {
+              // Only when one chunk holds more distinct devices than the capacity.
+              device = { last_position: undefined, last_seen_at: now, position_count_session: 0 }
+              evicted += devices.set(p.device_id, device)
+            }
+            const last = device.last_position
+            if (last === undefined || p.timestamp.getTime() > last.timestamp.getTime()) device.last_position = p
+            else if (p.timestamp.getTime() < last.timestamp.getTime()) late++
+            device.last_seen_at = now
+            device.position_count_session++
+          }
+          if (evicted > 0) yield* Metric.incrementBy(Metrics.deviceStateEvictions, evicted)
+          if (late > 0) yield* Metric.incrementBy(Metrics.lateRecords, late)
+          yield* Metric.set(Metrics.deviceStateSize, devices.size)
+          return { late }
+        })
+
+      const get = (deviceId: string) =>
+        Effect.sync(() => Option.map(Option.fromNullable(devices.peek(deviceId)), (d): Device => ({ ...d })))
+
+      return DeviceState.of({ update, get, size: Effect.sync(() => devices.size) })
+    })
+
+  static readonly layer = Layer.effect(DeviceState, Effect.flatMap(ProcessorConfig, (c) => DeviceState.make(c.deviceStateCapacity)))
+}

@@ -1,0 +1,59 @@
+import { Context, Effect, Layer } from "effect"
+import type { Position } from "../position/Position.js"
+import { Pg, type PgError } from "../postgres/Pg.js"
+
+/** The newest stored position of each device: what a device's state starts from after a restart. */
+export class LatestPositions extends Context.Tag("processor/LatestPositions")<LatestPositions, {
+  readonly latest: (deviceIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, Position>, PgError>
+}>() {
+  static readonly layer = Layer.effect(
+    LatestPositions,
+    Effect.map(Pg, (pg) =>
+      LatestPositions.of({
+        latest: (deviceIds) =>
+          pg.retryTransient(
+            // One index probe per device (backward scan on the primary key), all devices in one statement.
+            pg.query<Row>(
+              "hydrate device state",
+              `SELECT p.device_id, p.ts, p.latitude, p.longitude, p.altitude, p.angle, p.speed,
+                      p.satellites, p.priority, p.event_id, p.attributes
+                 FROM unnest($1::text[]) AS d(id)
+                 CROSS JOIN LATERAL (
+                   SELECT * FROM positions WHERE device_id = d.id ORDER BY ts DESC LIMIT 1
+                 ) AS p`,
+              [deviceIds]
+            )
+          ).pipe(Effect.map((result) => new Map(result.rows.map((row) => [row.device_id, toPosition(row)]))))
+      }))
+  )
+}
+
+interface Row {
+  device_id: string
+  ts: Date
+  latitude: number
+  longitude: number
+  altitude: number
+  angle: number
+  speed: number
+  satellites: number
+  priority: number
+  event_id: number
+  attributes: Record<string, number | string | boolean>
+}
+
+// Stored attributes are plain JSON: bytes come back as their hex string, and a bigint past 2^53 as the
+// nearest double. Only the in-memory copy is affected; the row keeps the exact values.
+const toPosition = (row: Row): Position => ({
+  device_id: row.device_id,
+  timestamp: row.ts,
+  latitude: row.latitude,
+  longitude: row.longitude,
+  altitude: row.altitude,
+  angle: row.angle,
+  speed: row.speed,
+  satellites: row.satellites,
+  priority: row.priority,
+  event_id: row.event_id,
+  attributes: row.attributes
+})

@@ -1,0 +1,104 @@
+import { Readable } from "node:stream"
+import { pipeline } from "node:stream/promises"
+import { Context, Effect, Layer } from "effect"
+import type pg from "pg"
+import { from as copyFrom } from "pg-copy-streams"
+import type { Position } from "../position/Position.js"
+import { Pg, type PgError } from "../postgres/Pg.js"
+import { toCopyRow } from "./copyFormat.js"
+
+export type Outcome =
+  | { readonly _tag: "Inserted" }
+  | { readonly _tag: "Duplicate" }
+  /** permanent: the database rejected this record's data; otherwise the write may succeed later. */
+  | { readonly _tag: "Failed"; readonly reason: string; readonly permanent: boolean }
+
+export const Inserted: Outcome = { _tag: "Inserted" }
+export const Duplicate: Outcome = { _tag: "Duplicate" }
+
+export class Writer extends Context.Tag("processor/Writer")<Writer, {
+  /**
+   * Writes a batch idempotently on (device_id, ts) and tells, per record and in order, what happened.
+   * Never fails: failures are outcomes. Transient database trouble is retried inside (the call waits).
+   */
+  readonly write: (batch: ReadonlyArray<Position>) => Effect.Effect<ReadonlyArray<Outcome>>
+}>() {
+  static readonly layer = Layer.effect(Writer, Effect.map(Pg, (pg) => Writer.of({ write: makeWrite(pg) })))
+}
+
+const COLUMNS = "device_id, ts, latitude, longitude, altitude, angle, speed, satellites, priority, event_id, attributes"
+
+// A session-local staging table: COPY into it is the cheapest way to move rows into PostgreSQL, and the
+// INSERT … SELECT from it keeps the write idempotent. ON COMMIT DELETE ROWS empties it after every batch.
+const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS positions_staging (
+  device_id text, ts timestamptz, latitude double precision, longitude double precision,
+  altitude double precision, angle double precision, speed double precision,
+  satellites smallint, priority smallint, event_id integer, attributes jsonb
+) ON COMMIT DELETE ROWS`
+const COPY = `COPY positions_staging (${COLUMNS}) FROM STDIN`
+// A duplicate key inside one batch is fine: DO NOTHING skips the second row like any other conflict.
+const INSERT = `INSERT INTO positions (${COLUMNS})
+  SELECT ${COLUMNS} FROM positions_staging
+  ON CONFLICT (device_id, ts) DO NOTHING
+  RETURNING device_id, (extract(epoch FROM ts) * 1000)::float8`
+
+const staged = new WeakSet<pg.PoolClient>()
+
+const keyOf = (deviceId: string, ms: number) => `${deviceId}\u0000${ms}`
+
+const copyInsert = async (client: pg.PoolClient, batch: ReadonlyArray<Position>): Promise<Set<string>> => {
+  let text = ""
+  for (const p of batch) text += toCopyRow(p)
+  await pipeline(Readable.from([text]), client.query(copyFrom(COPY)))
+  const result = await client.query<[string, number]>({ text: INSERT, rowMode: "array" })
+  const inserted = new Set<string>()
+  for (const [deviceId, ms] of result.rows) inserted.add(keyOf(deviceId, ms))
+  return inserted
+}
+
+const makeWrite = (pg: Pg["Type"]) => {
+  const attempt = (batch: ReadonlyArray<Position>) =>
+    pg.retryTransient(
+      Effect.suspend(() =>
+        pg.transaction("write batch", async (client) => {
+          if (!staged.has(client)) {
+            // Outside the batch's transaction would be nicer, but here it is created once per connection
+            // and rolled back with the batch if the batch fails, to be created again on the next try.
+            await client.query(CREATE_STAGING)
+          }
+          const inserted = await copyInsert(client, batch)
+          staged.add(client)
+          return inserted
+        })
+      )
+    )
+
+  const outcomes = (batch: ReadonlyArray<Position>, inserted: Set<string>): Array<Outcome> =>
+    batch.map((p) => {
+      const key = keyOf(p.device_id, p.timestamp.getTime())
+      // The first record with a key takes the insert; any later copy in the same batch is a duplicate.
+      return inserted.delete(key) ? Inserted : Duplicate
+    })
+
+  // A batch the database refuses for its data is halved until the offending records are alone; the rest
+  // is written in the same pass.
+  const write = (batch: ReadonlyArray<Position>): Effect.Effect<Array<Outcome>> =>
+    attempt(batch).pipe(
+      Effect.map((inserted) => outcomes(batch, inserted)),
+      Effect.catchAll((error: PgError) => {
+        if (error.kind !== "data") {
+          return Effect.as(
+            Effect.logError(`batch of ${batch.length} not written, entries stay pending: ${error.message}`),
+            batch.map((): Outcome => ({ _tag: "Failed", reason: error.message, permanent: false }))
+          )
+        }
+        if (batch.length === 1) {
+          return Effect.succeed([{ _tag: "Failed", reason: `rejected by the database: ${error.message}`, permanent: true } as Outcome])
+        }
+        const middle = batch.length >> 1
+        return Effect.zipWith(write(batch.slice(0, middle)), write(batch.slice(middle)), (a, b) => a.concat(b))
+      })
+    )
+
+  return write
+}
