@@ -8,7 +8,7 @@ export type AttributeValue = number | string | boolean | bigint | Uint8Array
 const DECIMAL = /^-?(?:0|[1-9][0-9]*)$/
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
 // An instant: a calendar date, a time, and an explicit offset.
-const INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/
+const INSTANT = /^(\d{4})-(\d{2})-(\d{2})T([01]\d|2[0-3]):([0-5]\d):([0-5]\d)(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/
 
 export const ATTRIBUTE_EXPECTED =
   'Expected a finite number, a string, a boolean, {"__bigint":"<decimal integer>"} or {"__bytes":"<base64>"}'
@@ -49,7 +49,22 @@ export const decodeAttribute = (u: unknown): AttributeValue | undefined => {
 }
 
 /** Milliseconds since the epoch of an ISO-8601 instant, or NaN. Precision beyond the millisecond is dropped. */
-export const parseInstant = (s: string): number => (INSTANT.test(s) ? Date.parse(s) : NaN)
+export const parseInstant = (s: string): number => {
+  const m = INSTANT.exec(s)
+  if (m === null) return NaN
+  const year = +m[1]!
+  const month = +m[2]!
+  const day = +m[3]!
+  // Date.parse rolls 30 February over into March; an impossible date is an error, not another day.
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return NaN
+  return Date.parse(s)
+}
+
+const daysInMonth = (year: number, month: number): number =>
+  month === 2 ? (year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31
+
+/** JSON.parse makes "__proto__" an own key; assigning it to a plain object would replace its prototype. */
+export const FORBIDDEN_ATTRIBUTE = "__proto__"
 
 const AttributeValueSelf = Schema.declare(
   (u: unknown): u is AttributeValue =>
@@ -84,6 +99,14 @@ const Instant = Schema.transformOrFail(Schema.String, Schema.DateFromSelf, {
   encode: (d) => ParseResult.succeed(d.toISOString())
 })
 
+const WithoutForbiddenKey = Schema.Unknown.pipe(
+  Schema.filter((u) => !(typeof u === "object" && u !== null && Object.hasOwn(u, FORBIDDEN_ATTRIBUTE)), {
+    message: () => `the attribute name ${FORBIDDEN_ATTRIBUTE} is not allowed`
+  })
+)
+
+const Attributes = Schema.compose(WithoutForbiddenKey, Schema.Record({ key: Schema.String, value: Attribute }), { strict: false })
+
 const between = (min: number, max: number) => Schema.Number.pipe(Schema.between(min, max))
 
 export const Position = Schema.Struct({
@@ -97,7 +120,7 @@ export const Position = Schema.Struct({
   satellites: Schema.Number.pipe(Schema.int(), Schema.between(0, 255)),
   priority: Schema.Number.pipe(Schema.int(), Schema.between(0, 2)),
   event_id: Schema.optionalWith(Schema.Number.pipe(Schema.int(), Schema.nonNegative()), { default: () => 0 }),
-  attributes: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Attribute }), { default: () => ({}) })
+  attributes: Schema.optionalWith(Attributes, { default: () => ({}) })
 })
 
 export interface Position extends Schema.Schema.Type<typeof Position> {}
@@ -108,6 +131,8 @@ const decodeWithSchema = Schema.decodeUnknownEither(Position, { errors: "all" })
 export const decodeStrict = (u: unknown): Either.Either<Position, string> =>
   Either.mapLeft(decodeWithSchema(u), (error) =>
     ParseResult.ArrayFormatter.formatErrorSync(error)
+      // An optional field's union also reports "Expected undefined": noise next to the real reason.
+      .filter((issue) => !issue.message.startsWith("Expected undefined"))
       .slice(0, 5)
       .map((issue) => `${issue.path.length === 0 ? "payload" : issue.path.join(".")}: ${issue.message}`)
       .join("; ")

@@ -1,5 +1,5 @@
 import { Either } from "effect"
-import { type AttributeValue, decodeAttribute, decodeStrict, parseInstant, type Position } from "./Position.js"
+import { type AttributeValue, decodeAttribute, FORBIDDEN_ATTRIBUTE, decodeStrict, parseInstant, type Position } from "./Position.js"
 
 // The hot path: runs for every record. It accepts exactly what the Schema accepts (property-tested in
 // test/decode.test.ts) and, on rejection, defers to the Schema for the message, so errors stay precise
@@ -15,6 +15,7 @@ const fastAttributes = (u: unknown): Record<string, AttributeValue> | undefined 
   const out: Record<string, AttributeValue> = {}
   const source = u as Record<string, unknown>
   for (const key in source) {
+    if (key === FORBIDDEN_ATTRIBUTE) return undefined
     const value = decodeAttribute(source[key])
     if (value === undefined) return undefined
     out[key] = value
@@ -37,7 +38,7 @@ export const fastDecode = (u: unknown): Position | undefined => {
   if (!isIntIn(satellites, 0, 255) || !isIntIn(priority, 0, 2)) return undefined
   let eventId = o["event_id"]
   if (eventId === undefined) eventId = 0
-  else if (!Number.isInteger(eventId) || (eventId as number) < 0) return undefined
+  else if (!Number.isSafeInteger(eventId) || (eventId as number) < 0) return undefined
   const attributes = fastAttributes(o["attributes"])
   if (attributes === undefined) return undefined
   return {

@@ -1,0 +1,172 @@
+import { describe, expect, it } from "@effect/vitest"
+import { ConfigProvider, Duration, Effect, Layer, LogLevel, Option, Redacted } from "effect"
+import { inspect } from "node:util"
+import { describeConfigError, ProcessorConfig, settings } from "../src/config/Config.js"
+
+const load = (entries: ReadonlyArray<readonly [string, string]>) =>
+  Effect.withConfigProvider(settings, ConfigProvider.fromMap(new Map(entries)))
+
+const millis = (d: Duration.Duration) => Duration.toMillis(d)
+
+describe("settings", () => {
+  it.effect("defaults every variable", () =>
+    Effect.gen(function*() {
+      const s = yield* load([])
+      expect(Redacted.value(s.redisUrl)).toBe("redis://127.0.0.1:6379")
+      expect(Redacted.value(s.postgresUrl)).toBe("postgres://postgres@127.0.0.1:5432/postgres")
+      expect(s.pgPoolSize).toBe(4)
+      expect(s.stream).toBe("telemetry:t")
+      expect(s.group).toBe("processor")
+      expect(s.consumer.length).toBeGreaterThan(0)
+      expect(s.deadLetterStream).toBe("telemetry:t:dlq")
+      expect(s.batchSize).toBe(500)
+      expect(millis(s.batchMaxWait)).toBe(0)
+      expect(s.writeConcurrency).toBe(2)
+      expect(s.readCount).toBe(500)
+      expect(millis(s.readBlock)).toBe(2000)
+      expect(s.deviceStateCapacity).toBe(10_000)
+      expect(millis(s.claimInterval)).toBe(10_000)
+      expect(millis(s.claimIdle)).toBe(30_000)
+      expect(s.maxDeliveries).toBe(5)
+      expect(millis(s.consumerIdleDelete)).toBe(3_600_000)
+      expect(millis(s.retryMaxBackoff)).toBe(5_000)
+      expect(s.logLevel).toBe(LogLevel.Info)
+      expect(s.logFormat).toBe("json")
+      expect(millis(s.shutdownTimeout)).toBe(15_000)
+      expect(s.httpPort).toBe(9464)
+      expect(Option.isNone(s.httpAuthToken)).toBe(true)
+      expect(Option.isNone(s.otlpEndpoint)).toBe(true)
+      expect(s.serviceName).toBe("processor")
+    }))
+
+  it.effect("parses overrides", () =>
+    Effect.gen(function*() {
+      const s = yield* load([
+        ["REDIS_URL", "redis://cache:6380/2"],
+        ["POSTGRES_URL", "postgres://app@db:5433/telemetry"],
+        ["PG_POOL_SIZE", "8"],
+        ["REDIS_STREAM", "telemetry:x"],
+        ["REDIS_GROUP", "g2"],
+        ["REDIS_CONSUMER", "worker-7"],
+        ["REDIS_DLQ_STREAM", "telemetry:x:dead"],
+        ["BATCH_SIZE", "1000"],
+        ["BATCH_MAX_WAIT_MS", "25"],
+        ["WRITE_CONCURRENCY", "4"],
+        ["READ_COUNT", "200"],
+        ["READ_BLOCK_MS", "250"],
+        ["DEVICE_STATE_CAPACITY", "50000"],
+        ["CLAIM_INTERVAL_MS", "1000"],
+        ["CLAIM_IDLE_MS", "60000"],
+        ["MAX_DELIVERIES", "9"],
+        ["CONSUMER_IDLE_DELETE_MS", "120000"],
+        ["RETRY_MAX_BACKOFF_MS", "800"],
+        ["LOG_LEVEL", "Debug"],
+        ["LOG_FORMAT", "pretty"],
+        ["SHUTDOWN_TIMEOUT_MS", "3000"],
+        ["HTTP_PORT", "0"],
+        ["HTTP_AUTH_TOKEN", "t0ken"],
+        ["OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318"],
+        ["OTEL_SERVICE_NAME", "processor-eu"]
+      ])
+      expect(Redacted.value(s.redisUrl)).toBe("redis://cache:6380/2")
+      expect(Redacted.value(s.postgresUrl)).toBe("postgres://app@db:5433/telemetry")
+      expect(s.pgPoolSize).toBe(8)
+      expect(s.stream).toBe("telemetry:x")
+      expect(s.group).toBe("g2")
+      expect(s.consumer).toBe("worker-7")
+      expect(s.deadLetterStream).toBe("telemetry:x:dead")
+      expect(s.batchSize).toBe(1000)
+      expect(millis(s.batchMaxWait)).toBe(25)
+      expect(s.writeConcurrency).toBe(4)
+      expect(s.readCount).toBe(200)
+      expect(millis(s.readBlock)).toBe(250)
+      expect(s.deviceStateCapacity).toBe(50_000)
+      expect(millis(s.claimInterval)).toBe(1000)
+      expect(millis(s.claimIdle)).toBe(60_000)
+      expect(s.maxDeliveries).toBe(9)
+      expect(millis(s.consumerIdleDelete)).toBe(120_000)
+      expect(millis(s.retryMaxBackoff)).toBe(800)
+      expect(s.logLevel).toBe(LogLevel.Debug)
+      expect(s.logFormat).toBe("pretty")
+      expect(millis(s.shutdownTimeout)).toBe(3000)
+      expect(s.httpPort).toBe(0)
+      expect(Option.map(s.httpAuthToken, Redacted.value)).toEqual(Option.some("t0ken"))
+      expect(s.otlpEndpoint).toEqual(Option.some("http://otel:4318"))
+      expect(s.serviceName).toBe("processor-eu")
+    }))
+
+  it.effect("accepts the edges of the ranges", () =>
+    Effect.gen(function*() {
+      const s = yield* load([["HTTP_PORT", "65535"], ["BATCH_SIZE", "1"], ["READ_BLOCK_MS", "1"]])
+      expect(s.httpPort).toBe(65535)
+      expect(s.batchSize).toBe(1)
+      expect(millis(s.readBlock)).toBe(1)
+    }))
+
+  it.effect.each([
+    ["BATCH_SIZE", "abc"],
+    ["BATCH_SIZE", "0"],
+    ["BATCH_SIZE", "1.5"],
+    ["PG_POOL_SIZE", "-2"],
+    ["LOG_FORMAT", "xml"],
+    ["LOG_LEVEL", "loud"],
+    ["HTTP_PORT", "70000"],
+    ["HTTP_PORT", "-1"],
+    ["READ_BLOCK_MS", "-5"],
+    ["READ_BLOCK_MS", "0"],
+    ["BATCH_MAX_WAIT_MS", "-1"],
+    ["CLAIM_IDLE_MS", "soon"]
+  ] as const)("rejects %s=%s with one line naming the variable", ([key, value]) =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(load([[key, value]]))
+      const message = describeConfigError(error)
+      expect(message).toContain(`${key}: `)
+      expect(message).not.toMatch(/[\r\n]/)
+    }))
+
+  it.effect("names every invalid variable in the one line", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(load([["BATCH_SIZE", "abc"], ["HTTP_PORT", "x"]]))
+      const message = describeConfigError(error)
+      expect(message).toContain("BATCH_SIZE: ")
+      expect(message).toContain("HTTP_PORT: ")
+      expect(message).not.toMatch(/[\r\n]/)
+    }))
+
+  it.effect("fails ProcessorConfig.layer with ConfigInvalid carrying the one-line message", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        Layer.build(ProcessorConfig.layer).pipe(
+          Effect.scoped,
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["LOG_FORMAT", "xml"]])))
+        )
+      )
+      expect(error._tag).toBe("ConfigInvalid")
+      expect(error.message).toContain("LOG_FORMAT: ")
+    }))
+
+  describe("secrets", () => {
+    const url = "postgres://u:s3cret@h/db"
+
+    it.effect("never shows the password of POSTGRES_URL or the HTTP token", () =>
+      Effect.gen(function*() {
+        const s = yield* load([["POSTGRES_URL", url], ["HTTP_AUTH_TOKEN", "t0psecret"]])
+        // Loaded for real: the value is there for whoever unwraps it.
+        expect(Redacted.value(s.postgresUrl)).toBe(url)
+        expect(String(s.postgresUrl)).not.toContain("s3cret")
+        expect(`${s.postgresUrl}`).not.toContain("s3cret")
+        const json = JSON.stringify(s)
+        expect(json).not.toContain("s3cret")
+        expect(json).not.toContain("t0psecret")
+        const inspected = inspect(s, { depth: 10 })
+        expect(inspected).not.toContain("s3cret")
+        expect(inspected).not.toContain("t0psecret")
+      }))
+
+    it.effect("keeps the password out of the message when another variable is invalid", () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(load([["POSTGRES_URL", url], ["BATCH_SIZE", "abc"]]))
+        expect(describeConfigError(error)).not.toContain("s3cret")
+      }))
+  })
+})

@@ -1,0 +1,215 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Either } from "effect"
+import { Redis } from "ioredis"
+import { randomUUID } from "node:crypto"
+import * as DeadLetters from "../src/deadletter/DeadLetters.js"
+
+const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
+
+const connect = Effect.acquireRelease(
+  Effect.promise(async () => {
+    const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 })
+    await redis.connect()
+    return redis
+  }),
+  (redis) => Effect.promise(() => redis.quit()).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+)
+
+// Each test gets its own streams, deleted when its scope closes (before the connection is).
+const setup = Effect.gen(function*() {
+  const redis = yield* connect
+  const base = `test:dlq:${randomUUID()}`
+  const keys = { sourceKey: `${base}:source`, dlqKey: `${base}:dlq` }
+  yield* Effect.addFinalizer(() => Effect.promise(() => redis.del(keys.sourceKey, keys.dlqKey)))
+  return { redis, keys }
+})
+
+const deadLetter = (
+  redis: Redis,
+  dlqKey: string,
+  entry: { payload?: string | Buffer; error: string; sourceId: string; id?: string }
+) =>
+  Effect.promise(() =>
+    redis.xadd(
+      dlqKey,
+      entry.id ?? "*",
+      ...(entry.payload === undefined ? [] : ["payload", entry.payload]),
+      "error",
+      entry.error,
+      "source_id",
+      entry.sourceId,
+      "consumer",
+      "test-consumer",
+      "failed_at",
+      new Date().toISOString()
+    )
+  ).pipe(Effect.map((id) => id!))
+
+const ids = (redis: Redis, key: string) =>
+  Effect.promise(() => redis.xrange(key, "-", "+")).pipe(Effect.map((entries) => entries.map(([id]) => id)))
+
+const payloads = (redis: Redis, key: string) =>
+  Effect.promise(() => redis.xrangeBuffer(key, "-", "+")).pipe(
+    Effect.map((entries) => entries.map(([, fields]) => ({ fields: fields.map((f) => f.toString()), payload: fields[1]! })))
+  )
+
+describe("DeadLetters against Redis", () => {
+  it.scopedLive("round trip: list, replay one by id, replay the rest", () =>
+    Effect.gen(function*() {
+      const { redis, keys } = yield* setup
+      const written = yield* Effect.forEach([1, 2, 3, 4], (n) =>
+        deadLetter(redis, keys.dlqKey, { payload: `{"device":"d${n}"}`, error: `bad ${n}`, sourceId: `${n}-0` }))
+
+      const listing = yield* DeadLetters.list(redis, keys.dlqKey, 3)
+      expect(listing.total).toBe(4)
+      expect(listing.entries.map((e) => e.id)).toEqual(written.slice(0, 3))
+      expect(listing.entries.map((e) => e.error)).toEqual(["bad 1", "bad 2", "bad 3"])
+      expect(listing.entries[0]).toMatchObject({
+        payload: "{\"device\":\"d1\"}",
+        sourceId: "1-0",
+        consumer: "test-consumer",
+        timestamp: Number(written[0]!.split("-")[0])
+      })
+      expect(Math.abs(Date.now() - listing.entries[0]!.timestamp)).toBeLessThan(60_000)
+
+      const one = yield* DeadLetters.replay(redis, keys, DeadLetters.Selection.Ids({ ids: [written[1]!] }))
+      expect(one).toEqual({ replayed: 1, notFound: [], emptyPayload: 0, emptyPayloadIds: [] })
+      expect(yield* payloads(redis, keys.sourceKey)).toEqual([
+        { fields: ["payload", "{\"device\":\"d2\"}"], payload: Buffer.from("{\"device\":\"d2\"}") }
+      ])
+      expect(yield* ids(redis, keys.dlqKey)).toEqual([written[0], written[2], written[3]])
+
+      const rest = yield* DeadLetters.replay(redis, keys, DeadLetters.Selection.All())
+      expect(rest.replayed).toBe(3)
+      expect((yield* payloads(redis, keys.sourceKey)).map((e) => e.payload.toString())).toEqual(
+        [2, 1, 3, 4].map((n) => `{"device":"d${n}"}`)
+      )
+      expect(yield* Effect.promise(() => redis.xlen(keys.dlqKey))).toBe(0)
+    }))
+
+  it.scopedLive("replay keeps a binary payload byte for byte", () =>
+    Effect.gen(function*() {
+      const { redis, keys } = yield* setup
+      const bytes = Buffer.from([0x00, 0xff, 0xfe, 0x80, 0x0a, 0x41])
+      const id = yield* deadLetter(redis, keys.dlqKey, { payload: bytes, error: "not utf-8", sourceId: "1-0" })
+      const result = yield* DeadLetters.replay(redis, keys, DeadLetters.Selection.Ids({ ids: [id] }))
+      expect(result.replayed).toBe(1)
+      const [replayed] = yield* payloads(redis, keys.sourceKey)
+      expect(replayed!.payload.equals(bytes)).toBe(true)
+    }))
+
+  it.scopedLive("unknown ids are reported, the known ones still replayed", () =>
+    Effect.gen(function*() {
+      const { redis, keys } = yield* setup
+      const id = yield* deadLetter(redis, keys.dlqKey, { payload: "p", error: "e", sourceId: "1-0" })
+      const result = yield* DeadLetters.replay(
+        redis,
+        keys,
+        DeadLetters.Selection.Ids({ ids: ["1-0", id, id, "2-0"] })
+      )
+      expect(result.replayed).toBe(1)
+      expect(result.notFound).toEqual(["1-0", "2-0"])
+      expect(yield* Effect.promise(() => redis.xlen(keys.sourceKey))).toBe(1)
+    }))
+
+  it.scopedLive("a malformed id fails before anything moves", () =>
+    Effect.gen(function*() {
+      const { redis, keys } = yield* setup
+      const id = yield* deadLetter(redis, keys.dlqKey, { payload: "p", error: "e", sourceId: "1-0" })
+      const error = yield* Effect.flip(DeadLetters.replay(redis, keys, DeadLetters.Selection.Ids({ ids: [id, "12"] })))
+      expect(error).toEqual(new DeadLetters.InvalidStreamId({ id: "12" }))
+      expect(yield* ids(redis, keys.dlqKey)).toEqual([id])
+    }))
+
+  it.scopedLive("replay all walks several pages and leaves entries without a payload", () =>
+    Effect.gen(function*() {
+      const { redis, keys } = yield* setup
+      const empty = yield* deadLetter(redis, keys.dlqKey, { payload: "", error: "empty", sourceId: "0-1" })
+      yield* Effect.forEach(Array.from({ length: 25 }, (_, i) => i), (i) =>
+        deadLetter(redis, keys.dlqKey, { payload: `p${i}`, error: "e", sourceId: `${i}-0` }))
+      const missing = yield* deadLetter(redis, keys.dlqKey, { error: "no payload field", sourceId: "0-2" })
+
+      const result = yield* DeadLetters.replay(redis, keys, DeadLetters.Selection.All(), { pageSize: 7 })
+      expect(result).toEqual({ replayed: 25, notFound: [], emptyPayload: 2, emptyPayloadIds: [empty, missing] })
+      expect((yield* payloads(redis, keys.sourceKey)).map((e) => e.payload.toString())).toEqual(
+        Array.from({ length: 25 }, (_, i) => `p${i}`)
+      )
+      expect(yield* ids(redis, keys.dlqKey)).toEqual([empty, missing])
+    }))
+
+  it.scopedLive("replay all stops at the newest entry present when it started", () =>
+    Effect.gen(function*() {
+      const { redis, keys } = yield* setup
+      // Source and DLQ the same stream: every replayed entry lands behind the cursor again,
+      // like entries that fail once more. Without the bound this would never end.
+      const loop = { dlqKey: keys.dlqKey, sourceKey: keys.dlqKey }
+      const before = yield* Effect.forEach([1, 2, 3, 4, 5], (n) =>
+        deadLetter(redis, keys.dlqKey, { payload: `p${n}`, error: "e", sourceId: `${n}-0` }))
+      const result = yield* DeadLetters.replay(redis, loop, DeadLetters.Selection.All(), { pageSize: 2 }).pipe(
+        Effect.timeout("3 seconds")
+      )
+      expect(result.replayed).toBe(5)
+      const after = yield* ids(redis, keys.dlqKey)
+      expect(after).toHaveLength(5)
+      expect(after.filter((id) => before.includes(id))).toEqual([])
+    }))
+
+  it.scopedLive("purge removes only the entries older than the cutoff", () =>
+    Effect.gen(function*() {
+      const { redis, keys } = yield* setup
+      const now = Date.now()
+      const twoHours = `${now - 7_200_000}-0`
+      const oneHour = [`${now - 3_600_000}-0`, `${now - 3_600_000}-1`]
+      for (const id of [twoHours, ...oneHour]) {
+        yield* deadLetter(redis, keys.dlqKey, { id, payload: "old", error: "e", sourceId: "1-0" })
+      }
+      const fresh = yield* Effect.forEach([1, 2], () =>
+        deadLetter(redis, keys.dlqKey, { payload: "new", error: "e", sourceId: "1-0" }))
+
+      const first = yield* DeadLetters.purgeOlderThan(redis, keys.dlqKey, 90 * 60_000)
+      expect(first.removed).toBe(1)
+      expect(yield* ids(redis, keys.dlqKey)).toEqual([...oneHour, ...fresh])
+
+      const second = yield* DeadLetters.purgeOlderThan(redis, keys.dlqKey, 30 * 60_000)
+      expect(second.removed).toBe(2)
+      expect(yield* ids(redis, keys.dlqKey)).toEqual(fresh)
+
+      const none = yield* DeadLetters.purgeOlderThan(redis, `${keys.dlqKey}:absent`, 0)
+      expect(none.removed).toBe(0)
+    }))
+})
+
+describe("parseDuration", () => {
+  it("reads single units and combinations, largest first", () => {
+    expect(DeadLetters.parseDuration("30s")).toEqual(Either.right(30_000))
+    expect(DeadLetters.parseDuration("15m")).toEqual(Either.right(900_000))
+    expect(DeadLetters.parseDuration("12h")).toEqual(Either.right(43_200_000))
+    expect(DeadLetters.parseDuration("7d")).toEqual(Either.right(604_800_000))
+    expect(DeadLetters.parseDuration("1h30m")).toEqual(Either.right(5_400_000))
+    expect(DeadLetters.parseDuration("0s")).toEqual(Either.right(0))
+  })
+
+  it("rejects anything else", () => {
+    for (const text of ["", "10", "1x", "-5m", "1.5h", "m", "30m1h", " 5m", "5m ", "1w", "99999999999999999999d"]) {
+      expect(DeadLetters.parseDuration(text)).toEqual(Either.left(new DeadLetters.InvalidDuration({ text })))
+    }
+  })
+})
+
+describe("formatAge", () => {
+  it("shows the two largest units", () => {
+    expect(DeadLetters.formatAge(0)).toBe("0s")
+    expect(DeadLetters.formatAge(999)).toBe("0s")
+    expect(DeadLetters.formatAge(42_000)).toBe("42s")
+    expect(DeadLetters.formatAge(192_000)).toBe("3m12s")
+    expect(DeadLetters.formatAge(180_000)).toBe("3m")
+    expect(DeadLetters.formatAge(7_200_000)).toBe("2h")
+    expect(DeadLetters.formatAge(7_512_000)).toBe("2h5m")
+    expect(DeadLetters.formatAge(4 * 86_400_000)).toBe("4d")
+    expect(DeadLetters.formatAge(4 * 86_400_000 + 3 * 3_600_000 + 59_000)).toBe("4d3h")
+  })
+
+  it("shows a future time (clock skew) as 0s", () => {
+    expect(DeadLetters.formatAge(-5_000)).toBe("0s")
+  })
+})
