@@ -1,5 +1,5 @@
 import { hostname } from "node:os"
-import { Config, ConfigError, Context, Data, Duration, Effect, Layer, LogLevel, Option, Redacted } from "effect"
+import { Config, ConfigError, Context, Data, Duration, Effect, Either, Layer, LogLevel, Option, Redacted } from "effect"
 
 export type LogFormat = "json" | "pretty"
 
@@ -44,6 +44,17 @@ const millis = (name: string, fallback: number, min = 1) =>
     Config.map(Duration.millis)
   )
 
+const LOG_LEVELS: Record<string, LogLevel.LogLevel> = {
+  trace: LogLevel.Trace,
+  debug: LogLevel.Debug,
+  info: LogLevel.Info,
+  warn: LogLevel.Warning,
+  warning: LogLevel.Warning,
+  error: LogLevel.Error,
+  fatal: LogLevel.Fatal,
+  none: LogLevel.None
+}
+
 const name = (key: string, fallback: string) =>
   Config.nonEmptyString(key).pipe(Config.withDefault(fallback))
 
@@ -71,7 +82,15 @@ export const settings: Config.Config<Settings> = Config.all({
   maxDeliveries: positive("MAX_DELIVERIES", 5),
   consumerIdleDelete: millis("CONSUMER_IDLE_DELETE_MS", 3_600_000),
   retryMaxBackoff: millis("RETRY_MAX_BACKOFF_MS", 5_000),
-  logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
+  logLevel: Config.string("LOG_LEVEL").pipe(
+    Config.mapOrFail((text) => {
+      const level = LOG_LEVELS[text.toLowerCase()]
+      return level
+        ? Either.right(level)
+        : Either.left(ConfigError.InvalidData([], `Expected one of ${Object.keys(LOG_LEVELS).join(", ")}, received ${JSON.stringify(text)}`))
+    }),
+    Config.withDefault(LogLevel.Info)
+  ),
   logFormat: Config.literal("json", "pretty")("LOG_FORMAT").pipe(Config.withDefault("json" as const)),
   shutdownTimeout: millis("SHUTDOWN_TIMEOUT_MS", 15_000),
   httpPort: Config.integer("HTTP_PORT").pipe(

@@ -49,7 +49,7 @@ export const run = Effect.gen(function*() {
       }
       if (accepted.length === 0) return Chunk.empty<Accepted>()
       // State first, as the design says; a domain stage then sees each record with its device's state.
-      yield* state.update(accepted.map((a) => a.position)).pipe(Effect.orDie)
+      yield* state.update(accepted.map((a) => a.position))
       return Chunk.unsafeFromArray(yield* stage.process(accepted))
     })
 

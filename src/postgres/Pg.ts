@@ -35,14 +35,32 @@ export const sqlstateOf = (cause: unknown): string | undefined => {
   return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined
 }
 
+const severityOf = (cause: unknown): unknown =>
+  (cause as { severity?: unknown })?.severity ?? ((cause as { cause?: unknown })?.cause as { severity?: unknown })?.severity
+
 export const classify = (cause: unknown): ErrorKind => {
   const state = sqlstateOf(cause)
-  // No SQLSTATE: the connection failed, was refused or timed out.
-  if (state === undefined) return "transient"
+  // No SQLSTATE: the connection failed, was refused or timed out — or the client was misused (a bug).
+  if (state === undefined) return isConnectionTrouble(cause) ? "transient" : "other"
+  // FATAL ends the session, whatever the code: a refused connection (55000 "not currently accepting
+  // connections", 57P03, 53300…) or a terminated one. The data has nothing to do with it.
+  const severity = severityOf(cause)
+  if (severity === "FATAL" || severity === "PANIC") return "transient"
   const cls = state.slice(0, 2)
   if (cls === "08" || cls === "53" || state.startsWith("57P") || TRANSIENT_STATES.has(state)) return "transient"
   if (cls === "22" || cls === "23") return "data"
   return "other"
+}
+
+const guarded = new WeakSet<pg.PoolClient>()
+
+const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"])
+
+const isConnectionTrouble = (cause: unknown): boolean => {
+  const code = (cause as { code?: unknown })?.code
+  if (typeof code === "string" && NETWORK_CODES.has(code)) return true
+  const message = cause instanceof Error ? cause.message : String(cause)
+  return /connect|terminat|timeout|timed out|closed|socket|ended unexpectedly/i.test(message) && !/after calling end/i.test(message)
 }
 
 const describe = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
@@ -95,6 +113,12 @@ export class Pg extends Context.Tag("processor/Pg")<Pg, PgService>() {
         Effect.tryPromise({
           try: async () => {
             const client = await pool.connect()
+            // The pool listens for errors only on idle clients: a checked-out client whose connection dies
+            // would emit "error" with no listener and crash the process. The failure reaches the query anyway.
+            if (!guarded.has(client)) {
+              client.on("error", () => {})
+              guarded.add(client)
+            }
             try {
               await client.query("BEGIN")
               const result = await f(client)

@@ -2,7 +2,6 @@ import { Context, Effect, Layer, Metric, Option } from "effect"
 import { ProcessorConfig } from "../config/Config.js"
 import * as Metrics from "../observability/Metrics.js"
 import type { Position } from "../position/Position.js"
-import type { PgError } from "../postgres/Pg.js"
 import { LatestPositions } from "./LatestPositions.js"
 import { Lru } from "./Lru.js"
 
@@ -31,7 +30,7 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
    * Applies a chunk of records in order. Devices not in memory are first hydrated from their newest stored
    * row, with one query for all of them.
    */
-  readonly update: (positions: ReadonlyArray<Position>) => Effect.Effect<UpdateSummary, PgError>
+  readonly update: (positions: ReadonlyArray<Position>) => Effect.Effect<UpdateSummary>
   readonly get: (deviceId: string) => Effect.Effect<Option.Option<Device>>
   readonly size: Effect.Effect<number>
 }>() {
@@ -48,7 +47,13 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
           for (const p of positions) if (!devices.has(p.device_id)) missing.add(p.device_id)
           let evicted = 0
           if (missing.size > 0) {
-            const stored = yield* latest([...missing])
+            // Hydration is a convenience, not a reason to stop: without it, a device's state starts from
+            // the records this process sees. (Transient trouble is retried inside `latest`.)
+            const stored = yield* latest([...missing]).pipe(
+              Effect.catchAll((error) =>
+                Effect.as(Effect.logWarning(`device state not hydrated for ${missing.size} devices: ${error.message}`), new Map<string, Position>())
+              )
+            )
             for (const id of missing) {
               evicted += devices.set(id, { last_position: stored.get(id), last_seen_at: now, position_count_session: 0 })
             }
