@@ -1,6 +1,10 @@
 import { Effect, Layer } from "effect"
 import { Redis } from "./consumer/Redis.js"
 import * as RedisConsumer from "./consumer/RedisConsumer.js"
+import * as Http from "./http/Http.js"
+import { drainable, Health } from "./observability/Health.js"
+import * as Sampler from "./observability/Sampler.js"
+import * as Telemetry from "./observability/Telemetry.js"
 import * as Pipeline from "./pipeline/Pipeline.js"
 import { migrate } from "./postgres/Migrations.js"
 import { awaitReachable, Pg } from "./postgres/Pg.js"
@@ -13,20 +17,28 @@ import { Writer } from "./writer/Writer.js"
 
 export const Infrastructure = Layer.merge(Pg.sqlLayer.pipe(Layer.provideMerge(Pg.layer)), Redis.layerConfig)
 
+// Device state exists from the start (it does no I/O until the first records) so /devices can read it.
+const State = DeviceState.layer.pipe(Layer.provide(LatestPositions.layer))
+
+// The HTTP server and the gauge sampler live as long as the worker: up before the migrations (probes
+// answer during a slow start), closed after the pipeline has drained.
+const Operations = Layer.merge(Http.layer, Sampler.layer).pipe(Layer.provideMerge(Layer.merge(State, Health.layer)))
+
 // Built after the migrations: creating the consumer group is the first stream activity.
-export const Processing = Layer.mergeAll(
-  RedisConsumer.layer,
-  DeviceState.layer.pipe(Layer.provide(LatestPositions.layer)),
-  Writer.layer
-)
+export const Processing = Layer.merge(RedisConsumer.layer, Writer.layer)
 
 export const run = Effect.gen(function*() {
   yield* awaitReachable
   yield* Effect.logInfo("Redis connected")
   yield* migrate
-  yield* Pipeline.run.pipe(Effect.provide(Processing))
+  const health = yield* Health
+  yield* Effect.zipRight(health.setStatus("running"), Pipeline.run).pipe(Effect.provide(Processing))
 }).pipe(
+  drainable,
+  Effect.provide(Operations),
   Effect.provide(Infrastructure),
+  // Outermost: metrics and the tracer cover everything, and the last spans are flushed after the rest stops.
+  Effect.provide(Telemetry.layer),
   (inner) => Effect.zipRight(Effect.logInfo("processor starting"), inner),
   Effect.onInterrupt(() => Effect.logInfo("processor stopped"))
 )

@@ -4,6 +4,9 @@ import type { DeadLetter } from "../consumer/Consumer.js"
 // Every metric of the processor, as module constants. Counters are incremental so the exporter
 // publishes them as Prometheus counters, not gauges. Tags have low cardinality: never a device id.
 
+/** Every metric name starts with it; the exposition carries these and nothing else. */
+export const PREFIX = "processor_"
+
 const counter = (name: string, description: string) => Metric.counter(name, { description, incremental: true })
 
 export const consumed = counter("processor_records_consumed", "Stream entries read from the consumer group")
@@ -65,3 +68,16 @@ export const pgPoolWaiting = Metric.gauge("processor_pg_pool_waiting_requests", 
 
 const retries = counter("processor_retries", "Retried operations, by cause")
 export const retry = (cause: "postgres" | "redis") => Metric.increment(Metric.tagged(retries, "cause", cause))
+
+// A series appears in the exposition only once it has been touched. Touching every counter series and the
+// histograms at start exports them at 0, so rate() and alerts see the first increment instead of a series
+// that springs up later.
+const counterSeries = [
+  consumed, inserted, duplicate, failed, reclaimedTotal, lateRecords, deviceStateEvictions,
+  ...(["invalid", "rejected", "max_deliveries"] as const).map((reason) => Metric.tagged(deadLetters, "reason", reason)),
+  ...(["postgres", "redis"] as const).map((cause) => Metric.tagged(retries, "cause", cause))
+]
+export const initialize = Effect.all([
+  ...counterSeries.map((metric) => Metric.value(metric)),
+  ...[batchSize, writeDuration, lag].map((metric) => Metric.value(metric))
+], { discard: true })

@@ -1,0 +1,135 @@
+import { createHash, timingSafeEqual } from "node:crypto"
+import { createServer } from "node:http"
+import { HttpMiddleware, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Data, Effect, Layer, Option, Redacted } from "effect"
+import { ProcessorConfig } from "../config/Config.js"
+import { Health } from "../observability/Health.js"
+import { Prometheus } from "../observability/Telemetry.js"
+import type { AttributeValue, Position } from "../position/Position.js"
+import { type Device, DeviceState } from "../state/DeviceState.js"
+
+// The operations endpoints, on one port (HTTP_PORT):
+//   GET /metrics       Prometheus exposition               open
+//   GET /healthz       200 while the worker runs           open
+//   GET /readyz        200 when Redis, PostgreSQL and the consumer are all fine, else 503 naming what is not
+//   GET /devices/:id   a device's in-memory state          only with HTTP_AUTH_TOKEN, as a bearer token
+// The open endpoints say nothing about devices or positions.
+
+export class HttpListenError extends Data.TaggedError("HttpListenError")<{ readonly port: number; readonly cause: unknown }> {
+  override get message() {
+    const cause = this.cause instanceof Error ? this.cause.message : String(this.cause)
+    return `cannot listen on HTTP_PORT ${this.port}: ${cause}`
+  }
+}
+
+const sha256 = (s: string) => createHash("sha256").update(s, "utf8").digest()
+
+/**
+ * Whether an Authorization header carries `token` as a bearer token. Both sides are hashed first, so the
+ * comparison is constant-time over equal lengths and the token's length does not leak either.
+ */
+export const bearerMatches = (header: string | undefined, token: Redacted.Redacted): boolean => {
+  const match = header === undefined ? null : /^Bearer +([^ ]+) *$/i.exec(header)
+  if (match === null) return false
+  return timingSafeEqual(sha256(match[1]!), sha256(Redacted.value(token)))
+}
+
+// A device as JSON. Attribute values are scalars: a bigint becomes its exact decimal string (a JSON number
+// would lose digits past 2^53 in most clients) and bytes become lowercase hex, as in the positions table.
+// Devices hydrated from the table already hold those forms (and a bigint past 2^53 as its nearest number).
+const attributeJson = (value: AttributeValue): string | number | boolean =>
+  typeof value === "bigint"
+    ? value.toString()
+    : value instanceof Uint8Array
+    ? Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("hex")
+    : value
+
+const positionJson = (p: Position) => {
+  const attributes: Record<string, string | number | boolean> = {}
+  for (const [key, value] of Object.entries(p.attributes)) attributes[key] = attributeJson(value)
+  return {
+    timestamp: p.timestamp.toISOString(),
+    latitude: p.latitude,
+    longitude: p.longitude,
+    altitude: p.altitude,
+    angle: p.angle,
+    speed: p.speed,
+    satellites: p.satellites,
+    priority: p.priority,
+    event_id: p.event_id,
+    attributes
+  }
+}
+
+export const deviceJson = (deviceId: string, device: Device) => ({
+  device_id: deviceId,
+  last_position: device.last_position === undefined ? null : positionJson(device.last_position),
+  last_seen_at: device.last_seen_at.toISOString(),
+  position_count_session: device.position_count_session
+})
+
+const notFound = HttpServerResponse.unsafeJson({ error: "not found" }, { status: 404 })
+const unauthorized = HttpServerResponse.unsafeJson({ error: "unauthorized" }, {
+  status: 401,
+  headers: { "www-authenticate": "Bearer" }
+})
+
+export const router = Effect.gen(function*() {
+  const config = yield* ProcessorConfig
+  const prometheus = yield* Prometheus
+  const health = yield* Health
+  const state = yield* DeviceState
+
+  const metrics = Effect.map(prometheus.scrape, (body) =>
+    HttpServerResponse.text(body, { contentType: "text/plain; version=0.0.4; charset=utf-8" }))
+
+  const readyz = Effect.map(health.readiness, (readiness) =>
+    HttpServerResponse.unsafeJson(readiness, { status: readiness.ready ? 200 : 503 }))
+
+  // Without a configured token the endpoint does not exist: 404 for every device, whatever is sent.
+  const device = Option.match(config.httpAuthToken, {
+    onNone: () => Effect.succeed(notFound),
+    onSome: (token) =>
+      Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        if (!bearerMatches(request.headers["authorization"], token)) return unauthorized
+        const { id } = yield* HttpRouter.params
+        if (id === undefined) return notFound
+        return Option.match(yield* state.get(id), {
+          onNone: () => notFound,
+          onSome: (d) => HttpServerResponse.unsafeJson(deviceJson(id, d), { headers: { "cache-control": "no-store" } })
+        })
+      })
+  })
+
+  return HttpRouter.empty.pipe(
+    HttpRouter.get("/metrics", metrics),
+    HttpRouter.get("/healthz", Effect.succeed(HttpServerResponse.unsafeJson({ status: "ok" }))),
+    HttpRouter.get("/readyz", readyz),
+    HttpRouter.get("/devices/:id", device),
+    Effect.catchTag("RouteNotFound", () => Effect.succeed(notFound))
+  )
+})
+
+/**
+ * The HTTP server, listening while the layer's scope is open and closed with it (so it never keeps the
+ * process alive after the pipeline). HTTP_PORT=0 takes a free port; the port is logged either way.
+ */
+export const layer = Layer.unwrapEffect(
+  Effect.gen(function*() {
+    const { httpPort } = yield* ProcessorConfig
+    const app = yield* router
+    const server = NodeHttpServer.layer(() => createServer(), { port: httpPort }).pipe(
+      Layer.mapError((error) => new HttpListenError({ port: httpPort, cause: error.cause })),
+      Layer.orDie
+    )
+    return Layer.merge(
+      // No span per request: probes and scrapes every few seconds would drown the pipeline's traces.
+      HttpServer.serve(app).pipe(HttpMiddleware.withTracerDisabledWhen(() => true)),
+      Layer.effectDiscard(HttpServer.addressWith((address) =>
+        Effect.logInfo(address._tag === "TcpAddress" ? `http listening on port ${address.port}` : `http listening on ${address.path}`)
+      ))
+    ).pipe(Layer.provide(server))
+  })
+).pipe(Layer.annotateLogs({ service: "http" }))

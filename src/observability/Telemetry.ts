@@ -1,0 +1,87 @@
+import { readFileSync } from "node:fs"
+import * as OtelMetrics from "@effect/opentelemetry/Metrics"
+import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
+import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
+import type { MetricProducer } from "@opentelemetry/sdk-metrics"
+import { BatchSpanProcessor } from "@opentelemetry/sdk-trace-base"
+import { Context, Duration, Effect, Layer, Option } from "effect"
+import { ProcessorConfig } from "../config/Config.js"
+import * as Metrics from "./Metrics.js"
+
+/** The Prometheus side of the metrics: a pull reader whose output the worker's own HTTP server serves. */
+export class Prometheus extends Context.Tag("processor/Prometheus")<Prometheus, {
+  readonly reader: PrometheusExporter
+  /** The current exposition (Prometheus text format 0.0.4). */
+  readonly scrape: Effect.Effect<string>
+}>() {
+  static readonly make = Effect.sync(() => {
+    // No server of its own (one port: ours), and no sample timestamps: Prometheus stamps the scrape itself.
+    const reader = new PrometheusExporter({ preventServerStart: true, appendTimestamp: false })
+    const serializer = new PrometheusSerializer(undefined, false)
+    const scrape = Effect.promise(() => reader.collect()).pipe(
+      Effect.map(({ resourceMetrics }) => serializer.serialize(resourceMetrics))
+    )
+    return Prometheus.of({ reader, scrape })
+  })
+
+  static readonly layer = Layer.effect(Prometheus, Prometheus.make)
+}
+
+// Effect's registry is global and also holds the runtime's own fiber metrics (effect_fiber_*: a lifetime
+// histogram in milliseconds with the unit as a label, no descriptions). Only the processor's metrics, which
+// follow Prometheus conventions, are exported.
+const onlyProcessorMetrics = (producer: MetricProducer): MetricProducer => ({
+  collect: (options) =>
+    producer.collect(options).then((result) => ({
+      ...result,
+      resourceMetrics: {
+        ...result.resourceMetrics,
+        scopeMetrics: result.resourceMetrics.scopeMetrics.map((scope) => ({
+          ...scope,
+          metrics: scope.metrics.filter((metric) => metric.descriptor.name.startsWith(Metrics.PREFIX))
+        }))
+      }
+    }))
+})
+
+const metricsLayer = Layer.scopedDiscard(
+  Effect.gen(function*() {
+    const { reader } = yield* Prometheus
+    const producer = yield* OtelMetrics.makeProducer
+    yield* OtelMetrics.registerProducer(onlyProcessorMetrics(producer), () => reader)
+    // Every counter series exported from the start, at 0.
+    yield* Metrics.initialize
+  })
+)
+
+// src/observability and dist/observability are both two levels below the package root.
+const serviceVersion = Effect.try(() =>
+  String((JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: unknown }).version)
+).pipe(Effect.orElseSucceed(() => "unknown"))
+
+/** OTLP/HTTP traces go to `${endpoint}/v1/traces`, as OTEL_EXPORTER_OTLP_ENDPOINT is defined. */
+export const tracesUrl = (endpoint: string) => `${endpoint.replace(/\/+$/, "")}/v1/traces`
+
+/**
+ * Effect's metrics exported through OpenTelemetry to the Prometheus reader, always; spans exported over
+ * OTLP/HTTP only when OTEL_EXPORTER_OTLP_ENDPOINT is set. Without it no tracer is installed: Effect's
+ * built-in one keeps spans in memory only (they give log lines their trace ids) and exports nothing.
+ */
+export const layer = Layer.unwrapEffect(
+  Effect.gen(function*() {
+    const config = yield* ProcessorConfig
+    const version = yield* serviceVersion
+    // Resource (service.name, service.version, OTEL_RESOURCE_ATTRIBUTES) and, with an endpoint, the tracer.
+    const sdk = NodeSdk.layer((): NodeSdk.Configuration => ({
+      resource: { serviceName: config.serviceName, serviceVersion: version },
+      spanProcessor: Option.match(config.otlpEndpoint, {
+        onNone: () => undefined,
+        onSome: (endpoint) => new BatchSpanProcessor(new OTLPTraceExporter({ url: tracesUrl(endpoint) }))
+      }),
+      // Bounds the final flush of spans when the worker stops.
+      shutdownTimeout: Duration.seconds(3)
+    }))
+    return metricsLayer.pipe(Layer.provideMerge(sdk), Layer.provideMerge(Prometheus.layer))
+  })
+)
