@@ -95,6 +95,20 @@ export const make = Effect.gen(function*() {
         client.xpending(stream, group, first, last, entries.length, consumer)
       )) as Array<[string, string, number, number]>
       const counts = new Map(pending.map(([id, , , deliveries]) => [id, deliveries]))
+      // Reclaimed entries need not be adjacent in this consumer's pending list: its own entries in between
+      // count against COUNT, so some may be missing from the reply. Those are looked up one by one.
+      const missing = entries.filter((e) => !counts.has(e.id))
+      if (missing.length > 0) {
+        const replies = yield* call("XPENDING", async () => {
+          const pipeline = client.pipeline()
+          for (const e of missing) pipeline.xpending(stream, group, e.id, e.id, 1)
+          const results = (await pipeline.exec()) ?? []
+          const failed = results.find(([error]) => error !== null)
+          if (failed !== undefined) throw failed[0]
+          return results.map(([, rows]) => rows as Array<[string, string, number, number]>)
+        })
+        for (const rows of replies) for (const [id, , , deliveries] of rows) counts.set(id, deliveries)
+      }
       const poison: Array<DeadLetter> = []
       const keep: Array<StreamEntry> = []
       for (const entry of entries) {

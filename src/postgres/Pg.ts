@@ -133,26 +133,37 @@ export class Pg extends Context.Tag("processor/Pg")<Pg, PgService>() {
           catch: (cause) => new PgError({ op, cause })
         })
 
-      const outage = yield* Ref.make<number | undefined>(undefined)
+      // `since`: when the current outage began (undefined: none). `endedAt`: when the last one ended. Writes
+      // retry concurrently, so a failure can arrive after another write already saw the database back: an
+      // attempt that began before the end belongs to the outage that ended and does not open a new one.
+      const outage = yield* Ref.make<{ readonly since: number | undefined; readonly endedAt: number }>({ since: undefined, endedAt: 0 })
       const schedule = Schedule.exponential("100 millis").pipe(
         Schedule.union(Schedule.spaced(options.retryMaxBackoff)),
         Schedule.jittered
       )
       const retryTransient = <A, R>(effect: Effect.Effect<A, PgError, R>) =>
-        effect.pipe(
-          Effect.tapError((error) =>
-            error.kind !== "transient" ? Effect.void : Effect.zipRight(
-              Metrics.retry("postgres"),
-              Ref.modify(outage, (since) => [since === undefined, since ?? Date.now()] as const).pipe(
-                Effect.flatMap((started) =>
-                  started ? Effect.logWarning(`PostgreSQL unavailable, retrying until it answers: ${error.message}`) : Effect.void
+        Effect.suspend(() => {
+          const startedAt = Date.now()
+          return effect.pipe(
+            Effect.tapError((error) =>
+              error.kind !== "transient" ? Effect.void : Effect.zipRight(
+                Metrics.retry("postgres"),
+                Ref.modify(outage, (o) =>
+                  o.since === undefined && startedAt >= o.endedAt ? [true, { ...o, since: Date.now() }] as const : [false, o] as const
+                ).pipe(
+                  Effect.flatMap((started) =>
+                    started ? Effect.logWarning(`PostgreSQL unavailable, retrying until it answers: ${error.message}`) : Effect.void
+                  )
                 )
               )
             )
-          ),
+          )
+        }).pipe(
           Effect.retry({ schedule, while: (error) => error.kind === "transient" }),
           Effect.tap(() =>
-            Ref.getAndSet(outage, undefined).pipe(
+            Ref.modify(outage, (o) =>
+              o.since === undefined ? [undefined, o] as const : [o.since, { since: undefined, endedAt: Date.now() }] as const
+            ).pipe(
               Effect.flatMap((since) =>
                 since === undefined ? Effect.void : Effect.logInfo(`PostgreSQL available again after ${((Date.now() - since) / 1000).toFixed(1)} s`)
               )

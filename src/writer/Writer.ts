@@ -80,25 +80,33 @@ const makeWrite = (pg: Pg["Type"]) => {
       return inserted.delete(key) ? Inserted : Duplicate
     })
 
-  // A batch the database refuses for its data is halved until the offending records are alone; the rest
-  // is written in the same pass.
-  const write = (batch: ReadonlyArray<Position>): Effect.Effect<Array<Outcome>> =>
+  // A batch the database refuses is halved until the failing records are alone; the rest is written in
+  // the same pass. That holds for data errors (the record is dead-lettered) and for the others too (the
+  // record stays pending and comes back through a reclaim until MAX_DELIVERIES): one record that cannot be
+  // written must not hold back the good records that happened to share its batch.
+  const split = (batch: ReadonlyArray<Position>): Effect.Effect<Array<Outcome>> =>
     attempt(batch).pipe(
       Effect.map((inserted) => outcomes(batch, inserted)),
       Effect.catchAll((error: PgError) => {
-        if (error.kind !== "data") {
-          return Effect.as(
-            Effect.logError(`batch of ${batch.length} not written, entries stay pending: ${error.message}`),
-            batch.map((): Outcome => ({ _tag: "Failed", reason: error.message, permanent: false }))
-          )
-        }
         if (batch.length === 1) {
-          return Effect.succeed([{ _tag: "Failed", reason: `rejected by the database: ${error.message}`, permanent: true } as Outcome])
+          return Effect.succeed([
+            error.kind === "data"
+              ? { _tag: "Failed", reason: `rejected by the database: ${error.message}`, permanent: true }
+              : { _tag: "Failed", reason: error.message, permanent: false }
+          ] as Array<Outcome>)
         }
         const middle = batch.length >> 1
-        return Effect.zipWith(write(batch.slice(0, middle)), write(batch.slice(middle)), (a, b) => a.concat(b))
+        return Effect.zipWith(split(batch.slice(0, middle)), split(batch.slice(middle)), (a, b) => a.concat(b))
       })
     )
+
+  const write = (batch: ReadonlyArray<Position>): Effect.Effect<Array<Outcome>> =>
+    Effect.tap(split(batch), (results) => {
+      const stuck = results.filter((o): o is Extract<Outcome, { _tag: "Failed" }> => o._tag === "Failed" && !o.permanent)
+      return stuck.length === 0
+        ? Effect.void
+        : Effect.logError(`${stuck.length} of ${batch.length} records not written, entries stay pending: ${stuck[0]!.reason}`)
+    })
 
   return write
 }

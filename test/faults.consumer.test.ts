@@ -1,0 +1,50 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, Layer, Redacted, Stream } from "effect"
+import { Consumer } from "../src/consumer/Consumer.js"
+import { Redis } from "../src/consumer/Redis.js"
+import * as RedisConsumer from "../src/consumer/RedisConsumer.js"
+import { REDIS_URL, testRedis, waitUntil } from "./support/Integration.js"
+import { configLayer } from "./support/testConfig.js"
+
+// The MAX_DELIVERIES screen against the real Redis, where the pending list has a shape the fault scenarios
+// produce only by chance: entries reclaimed from a dead consumer interleaved with the claimer's own.
+
+describe("faults: delivery screening", () => {
+  it.scopedLive("entries reclaimed over MAX_DELIVERIES are dead-lettered even when the claimer's own entries sit between them", () =>
+    Effect.gen(function*() {
+      const { redis, stream, dlq, group } = yield* testRedis
+      const dead: Array<string> = []
+      yield* Effect.promise(async () => {
+        await redis.xgroup("CREATE", stream, group, "0", "MKSTREAM")
+        // Alternate deliveries: dead, me, dead, me… so the two pending lists interleave.
+        for (let i = 0; i < 10; i++) {
+          const id = (await redis.xadd(stream, "*", "payload", `p${i}`))!
+          await redis.xreadgroup("GROUP", group, i % 2 === 0 ? "dead" : "me", "COUNT", 1, "STREAMS", stream, ">")
+          if (i % 2 === 0) dead.push(id)
+        }
+        // The dead consumer's entries: long idle and delivered ten times already.
+        await redis.xclaim(stream, group, "dead", 0, ...dead, "IDLE", 60_000, "RETRYCOUNT", 10)
+      })
+      const env = {
+        REDIS_STREAM: stream, REDIS_DLQ_STREAM: dlq, REDIS_GROUP: group, REDIS_CONSUMER: "me",
+        MAX_DELIVERIES: 3, CLAIM_IDLE_MS: 10_000, CLAIM_INTERVAL_MS: 1, READ_BLOCK_MS: 100
+      }
+      const layer = RedisConsumer.layer.pipe(Layer.provide(Redis.layer(Redacted.make(REDIS_URL))), Layer.provide(configLayer(env)))
+      const handedOut: Array<string> = []
+      const fiber = yield* Effect.flatMap(Consumer, (consumer) =>
+        consumer.entries.pipe(Stream.runForEach((e) => Effect.sync(() => handedOut.push(e.payload!))))).pipe(
+          Effect.provide(layer),
+          Effect.forkScoped
+        )
+      yield* waitUntil("5 dead letters", Effect.promise(() => redis.xlen(dlq)).pipe(Effect.map((n) => n >= 5)), 10_000)
+      yield* Fiber.interrupt(fiber)
+
+      const letters = yield* Effect.promise(() => redis.xrange(dlq, "-", "+"))
+      const fields = letters.map(([, f]) => new Map(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i]!, f[2 * i + 1]!])))
+      expect(fields.map((f) => f.get("source_id"))).toEqual(dead)
+      for (const f of fields) expect(f.get("error")).toMatch(/^delivered 11 times without being written \(MAX_DELIVERIES=3\)$/)
+      // Only the consumer's own entries (replayed at start) were handed out, never a poisoned one.
+      expect([...new Set(handedOut)].sort()).toEqual(["p1", "p3", "p5", "p7", "p9"])
+      expect(Number(((yield* Effect.promise(() => redis.xpending(stream, group))) as [number])[0])).toBe(5)
+    }))
+})
