@@ -1,4 +1,5 @@
 import { Either } from "effect"
+import { attributeValueJson, rememberAttributesJson } from "./attributesJson.js"
 import { type AttributeValue, decodeAttribute, FORBIDDEN_ATTRIBUTE, decodeStrict, parseInstant, type Position } from "./Position.js"
 
 // The hot path: runs for every record. It accepts exactly what the Schema accepts (property-tested in
@@ -9,17 +10,47 @@ const isNum = (u: unknown): u is number => typeof u === "number" && Number.isFin
 const inRange = (u: unknown, min: number, max: number): u is number => typeof u === "number" && u >= min && u <= max
 const isIntIn = (u: unknown, min: number, max: number): u is number => Number.isInteger(u) && (u as number) >= min && (u as number) <= max
 
+// Builds the stored JSON in the same pass as the validation, so the writer need not walk the attributes again.
 const fastAttributes = (u: unknown): Record<string, AttributeValue> | undefined => {
-  if (u === undefined) return {}
-  if (typeof u !== "object" || u === null || Array.isArray(u)) return undefined
   const out: Record<string, AttributeValue> = {}
+  if (u === undefined) {
+    rememberAttributesJson(out, "{}")
+    return out
+  }
+  if (typeof u !== "object" || u === null || Array.isArray(u)) return undefined
   const source = u as Record<string, unknown>
+  let json = "{"
   for (const key in source) {
     if (key === FORBIDDEN_ATTRIBUTE) return undefined
-    const value = decodeAttribute(source[key])
-    if (value === undefined) return undefined
-    out[key] = value
+    const raw = source[key]
+    let text: string
+    switch (typeof raw) {
+      case "number":
+        if (!Number.isFinite(raw)) return undefined
+        out[key] = raw
+        text = "" + raw
+        break
+      case "string":
+        out[key] = raw
+        text = JSON.stringify(raw)
+        break
+      case "boolean":
+        out[key] = raw
+        text = raw ? "true" : "false"
+        break
+      case "object": {
+        const value = decodeAttribute(raw)
+        if (value === undefined) return undefined
+        out[key] = value
+        text = attributeValueJson(value)
+        break
+      }
+      default:
+        return undefined
+    }
+    json += (json.length > 1 ? "," : "") + JSON.stringify(key) + ":" + text
   }
+  rememberAttributesJson(out, json + "}")
   return out
 }
 
