@@ -25,6 +25,20 @@ const toEntries = (raw: ReadonlyArray<RawEntry>): Array<StreamEntry> => {
   return out
 }
 
+// Acknowledges each entry and copies it to the dead-letter stream only if that acknowledgement took it out
+// of the pending list: atomic, and an entry two consumers both gave up on is dead-lettered once.
+// KEYS: source, dead letters. ARGV: group, consumer, failed_at, then (id, payload, error) triples.
+const DEAD_LETTER = `
+local copied = 0
+for i = 4, #ARGV, 3 do
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+    redis.call('XADD', KEYS[2], '*', 'payload', ARGV[i + 1], 'error', ARGV[i + 2], 'source_id', ARGV[i],
+      'consumer', ARGV[2], 'failed_at', ARGV[3])
+    copied = copied + 1
+  end
+end
+return copied`
+
 // Deletes consumers that hold nothing and have been quiet for long. Atomic, so a consumer that reads
 // between the check and the delete cannot lose its pending entries (DELCONSUMER drops them).
 const DELETE_IDLE_CONSUMERS = `
@@ -70,18 +84,11 @@ export const make = Effect.gen(function*() {
 
   const deadLetter = (letters: ReadonlyArray<DeadLetter>) => {
     if (letters.length === 0) return Effect.void
-    return call("dead-letter", async () => {
-      const failedAt = new Date().toISOString()
-      // One transaction: the copy and the ACK happen together or not at all.
-      const tx = client.multi()
-      for (const l of letters) {
-        tx.xadd(config.deadLetterStream, "*", "payload", l.payload ?? "", "error", l.error, "source_id", l.id, "consumer", consumer, "failed_at", failedAt)
-      }
-      tx.xack(stream, group, ...letters.map((l) => l.id))
-      const results = await tx.exec()
-      const failed = results?.find(([error]) => error !== null)
-      if (results === null || failed !== undefined) throw failed?.[0] ?? new Error("transaction aborted")
-    }).pipe(Effect.tap(() => Metrics.deadLettered(letters)))
+    const args: Array<string> = [consumer, new Date().toISOString()]
+    for (const l of letters) args.push(l.id, l.payload ?? "", l.error)
+    return call("dead-letter", () =>
+      client.eval(DEAD_LETTER, 2, stream, config.deadLetterStream, group, ...args) as Promise<number>
+    ).pipe(Effect.tap(() => Metrics.deadLettered(letters)))
   }
 
   // Entries that were delivered before (own pending, reclaimed) carry a delivery count; past the limit they

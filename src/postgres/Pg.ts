@@ -23,9 +23,16 @@ export class PgError extends Data.TaggedError("PgError")<{
 /**
  * transient: the database or the network is in trouble; retry, never dead-letter.
  * data: this data can never be written (bad value, constraint); isolate and dead-letter the record.
- * other: a bug or a schema problem; leave the entries pending so they are retried later.
+ * systemic: the schema, privileges or the client itself are wrong; every record would fail alike, so the
+ *   entries are left pending as they are (isolating records would only multiply failing statements).
+ * other: anything else (a trigger raising, …); isolate the failing records and leave them pending, to be
+ *   retried later and dead-lettered after MAX_DELIVERIES.
  */
-export type ErrorKind = "transient" | "data" | "other"
+export type ErrorKind = "transient" | "data" | "systemic" | "other"
+
+// Syntax or access rule (undefined table, permission denied), catalog/schema, unsupported feature,
+// transaction state, authorization, external routine, system and internal errors.
+const SYSTEMIC_CLASSES = new Set(["42", "3D", "3F", "0A", "25", "28", "2B", "39", "55", "58", "XX"])
 
 const TRANSIENT_STATES = new Set(["40001", "40P01", "55P03", "57014"])
 
@@ -41,7 +48,7 @@ const severityOf = (cause: unknown): unknown =>
 export const classify = (cause: unknown): ErrorKind => {
   const state = sqlstateOf(cause)
   // No SQLSTATE: the connection failed, was refused or timed out — or the client was misused (a bug).
-  if (state === undefined) return isConnectionTrouble(cause) ? "transient" : "other"
+  if (state === undefined) return isConnectionTrouble(cause) ? "transient" : "systemic"
   // FATAL ends the session, whatever the code: a refused connection (55000 "not currently accepting
   // connections", 57P03, 53300…) or a terminated one. The data has nothing to do with it.
   const severity = severityOf(cause)
@@ -49,6 +56,7 @@ export const classify = (cause: unknown): ErrorKind => {
   const cls = state.slice(0, 2)
   if (cls === "08" || cls === "53" || state.startsWith("57P") || TRANSIENT_STATES.has(state)) return "transient"
   if (cls === "22" || cls === "23") return "data"
+  if (SYSTEMIC_CLASSES.has(cls)) return "systemic"
   return "other"
 }
 

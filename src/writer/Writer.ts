@@ -83,11 +83,15 @@ const makeWrite = (pg: Pg["Type"]) => {
   // A batch the database refuses is halved until the failing records are alone; the rest is written in
   // the same pass. That holds for data errors (the record is dead-lettered) and for the others too (the
   // record stays pending and comes back through a reclaim until MAX_DELIVERIES): one record that cannot be
-  // written must not hold back the good records that happened to share its batch.
+  // written must not hold back the good records that happened to share its batch. A systemic error (a
+  // missing table, a privilege) would fail every half alike: the batch stays pending as a whole.
   const split = (batch: ReadonlyArray<Position>): Effect.Effect<Array<Outcome>> =>
     attempt(batch).pipe(
       Effect.map((inserted) => outcomes(batch, inserted)),
       Effect.catchAll((error: PgError) => {
+        if (error.kind === "systemic") {
+          return Effect.succeed(batch.map((): Outcome => ({ _tag: "Failed", reason: error.message, permanent: false })))
+        }
         if (batch.length === 1) {
           return Effect.succeed([
             error.kind === "data"
