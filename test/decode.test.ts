@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Either, FastCheck as fc } from "effect"
+import { attributesJson } from "../src/position/attributesJson.js"
 import { decodePayload, fastDecode } from "../src/position/decode.js"
 import { decodeAttribute, decodeStrict, parseInstant, type Position } from "../src/position/Position.js"
 
@@ -547,6 +548,8 @@ describe("fastDecode against the Schema (property)", () => {
         if (Either.isRight(viaText) && Either.isRight(strict)) {
           // JSON has no negative zero, so only the sign of zero may differ.
           expect(difference(viaText.right, strict.right, "position", false)).toBeUndefined()
+          // The JSON the decoder built on the way is the JSON of what it returned, as if serialized afresh.
+          expect(attributesJson(viaText.right.attributes)).toBe(attributesJson({ ...strict.right.attributes }))
         }
       }),
       { numRuns: 2000 }

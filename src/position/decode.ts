@@ -10,16 +10,20 @@ const isNum = (u: unknown): u is number => typeof u === "number" && Number.isFin
 const inRange = (u: unknown, min: number, max: number): u is number => typeof u === "number" && u >= min && u <= max
 const isIntIn = (u: unknown, min: number, max: number): u is number => Number.isInteger(u) && (u as number) >= min && (u as number) <= max
 
-// Builds the stored JSON in the same pass as the validation, so the writer need not walk the attributes again.
-const fastAttributes = (u: unknown): Record<string, AttributeValue> | undefined => {
-  const out: Record<string, AttributeValue> = {}
+// Validates and builds the stored JSON in one pass over the object JSON.parse made, and keeps that object:
+// an attribute map with numeric keys ("16", "385") is slow to build afresh. Sentinels are resolved in place
+// only once every value is known to be valid, so a rejected payload reaches the Schema untouched.
+const fastAttributes = (u: unknown, owned: boolean): Record<string, AttributeValue> | undefined => {
   if (u === undefined) {
-    rememberAttributesJson(out, "{}")
-    return out
+    const empty = {}
+    rememberAttributesJson(empty, "{}")
+    return empty
   }
   if (typeof u !== "object" || u === null || Array.isArray(u)) return undefined
   const source = u as Record<string, unknown>
   let json = "{"
+  let sentinels: Array<string> | undefined
+  let resolved: Array<AttributeValue> | undefined
   for (const key in source) {
     if (key === FORBIDDEN_ATTRIBUTE) return undefined
     const raw = source[key]
@@ -27,21 +31,19 @@ const fastAttributes = (u: unknown): Record<string, AttributeValue> | undefined 
     switch (typeof raw) {
       case "number":
         if (!Number.isFinite(raw)) return undefined
-        out[key] = raw
         text = "" + raw
         break
       case "string":
-        out[key] = raw
         text = JSON.stringify(raw)
         break
       case "boolean":
-        out[key] = raw
         text = raw ? "true" : "false"
         break
       case "object": {
         const value = decodeAttribute(raw)
         if (value === undefined) return undefined
-        out[key] = value
+        ;(sentinels ??= []).push(key)
+        ;(resolved ??= []).push(value)
         text = attributeValueJson(value)
         break
       }
@@ -50,11 +52,18 @@ const fastAttributes = (u: unknown): Record<string, AttributeValue> | undefined 
     }
     json += (json.length > 1 ? "," : "") + JSON.stringify(key) + ":" + text
   }
-  rememberAttributesJson(out, json + "}")
-  return out
+  // A caller's object is copied rather than changed.
+  const target = owned ? source : { ...source }
+  if (sentinels !== undefined) for (let i = 0; i < sentinels.length; i++) target[sentinels[i]!] = resolved![i]
+  rememberAttributesJson(target, json + "}")
+  return target as Record<string, AttributeValue>
 }
 
-export const fastDecode = (u: unknown): Position | undefined => {
+/** The fast path on a value the caller keeps: `u` is left as it is. */
+export const fastDecode = (u: unknown): Position | undefined => decodeFast(u, false)
+
+// `owned`: `u` is ours to change (it comes from our own JSON.parse).
+const decodeFast = (u: unknown, owned: boolean): Position | undefined => {
   if (typeof u !== "object" || u === null || Array.isArray(u)) return undefined
   const o = u as Record<string, unknown>
   const deviceId = o["device_id"]
@@ -70,7 +79,7 @@ export const fastDecode = (u: unknown): Position | undefined => {
   let eventId = o["event_id"]
   if (eventId === undefined) eventId = 0
   else if (!Number.isSafeInteger(eventId) || (eventId as number) < 0) return undefined
-  const attributes = fastAttributes(o["attributes"])
+  const attributes = fastAttributes(o["attributes"], owned)
   if (attributes === undefined) return undefined
   return {
     device_id: deviceId,
@@ -96,6 +105,6 @@ export const decodePayload = (payload: string | undefined): Either.Either<Positi
   } catch (error) {
     return Either.left(`payload: not valid JSON (${(error as Error).message})`)
   }
-  const position = fastDecode(json)
+  const position = decodeFast(json, true)
   return position !== undefined ? Either.right(position) : decodeStrict(json)
 }
