@@ -1,0 +1,106 @@
+import { Readable } from "node:stream"
+import { pipeline } from "node:stream/promises"
+import pg from "pg"
+import { from as copyFrom } from "pg-copy-streams"
+import type { Position } from "../src/position/Position.js"
+import { toCopyRow } from "../src/writer/copyFormat.js"
+import { applyMigration, freshDatabase, ingestStats, load, log } from "./infra.js"
+
+const COLUMNS = "device_id, ts, latitude, longitude, altitude, angle, speed, satellites, priority, event_id, attributes"
+// The worker's staging table, verbatim (src/writer/Writer.ts).
+const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS positions_staging (
+  device_id text, ts timestamptz, latitude double precision, longitude double precision,
+  altitude double precision, angle double precision, speed double precision,
+  satellites smallint, priority smallint, event_id integer, attributes jsonb
+) ON COMMIT DELETE ROWS`
+const COPY = `COPY positions_staging (${COLUMNS}) FROM STDIN`
+const INSERT = `INSERT INTO positions (${COLUMNS}) SELECT ${COLUMNS} FROM positions_staging ON CONFLICT (device_id, ts) DO NOTHING`
+const RETURNING = " RETURNING device_id, (extract(epoch FROM ts) * 1000)::float8"
+
+export const BATCH = 5_000
+
+export interface WriteLimitVariant {
+  readonly label: string
+  readonly concurrency: number
+  readonly returning: boolean
+  readonly rows: number
+  readonly seconds: number
+  readonly rowsPerSecond: number
+  readonly load: ReadonlyArray<number>
+}
+
+export interface CopyBatches {
+  readonly batches: ReadonlyArray<Buffer>
+  readonly rows: number
+  /** Building the COPY text with the worker's formatter (toCopyRow) and encoding it, µs per row. */
+  readonly formatMicrosPerRow: number
+}
+
+/** The COPY text of every batch, built once with the worker's own formatter, outside any timed write. */
+export const copyBatches = (positions: ReadonlyArray<Position>): CopyBatches => {
+  const started = performance.now()
+  const batches: Array<Buffer> = []
+  for (let from = 0; from < positions.length; from += BATCH) {
+    let text = ""
+    for (let i = from, end = Math.min(from + BATCH, positions.length); i < end; i++) text += toCopyRow(positions[i]!)
+    batches.push(Buffer.from(text))
+  }
+  const formatMicrosPerRow = ((performance.now() - started) * 1000) / positions.length
+  log(`COPY text for ${positions.length} rows built in ${((performance.now() - started) / 1000).toFixed(1)} s (${formatMicrosPerRow.toFixed(1)} µs/row, not timed below)`)
+  return { batches, rows: positions.length, formatMicrosPerRow }
+}
+
+/**
+ * Writes the batches into a fresh database, one transaction each: BEGIN; COPY into the session's staging table;
+ * INSERT … SELECT … ON CONFLICT DO NOTHING; COMMIT. The COPY text is ready beforehand, so the clock covers only
+ * the round trips and PostgreSQL's work: the most the database takes in by this path on this machine.
+ */
+export const writeLimitVariant = async (
+  adminUrl: string,
+  { batches, rows }: CopyBatches,
+  options: { readonly concurrency: number; readonly returning: boolean }
+): Promise<WriteLimitVariant> => {
+  const label = `COPY+INSERT, ${options.concurrency} connection${options.concurrency > 1 ? "s" : ""}${options.returning ? ", RETURNING" : ""}`
+  const db = await freshDatabase(adminUrl, "limit")
+  try {
+    await applyMigration(db.url)
+    const pool = new pg.Pool({ connectionString: db.url, max: options.concurrency, application_name: "bench-limit" })
+    // DROP DATABASE … WITH (FORCE) may reach a connection pool.end() is still closing; that is not an error here.
+    pool.on("error", () => {})
+    try {
+      const clients = await Promise.all(Array.from({ length: options.concurrency }, () => pool.connect()))
+      for (const c of clients) await c.query(CREATE_STAGING)
+      const insert = options.returning ? INSERT + RETURNING : INSERT
+      let next = 0
+      const started = performance.now()
+      await Promise.all(clients.map(async (client) => {
+        while (next < batches.length) {
+          const batch = batches[next++]!
+          await client.query("BEGIN")
+          await pipeline(Readable.from([batch]), client.query(copyFrom(COPY)))
+          await client.query({ text: insert, rowMode: "array" })
+          await client.query("COMMIT")
+        }
+      }))
+      const seconds = (performance.now() - started) / 1000
+      for (const c of clients) c.release()
+      const stats = await ingestStats(pool)
+      if (stats.rows !== rows) throw new Error(`write limit: ${stats.rows} rows in the table, expected ${rows}`)
+      const result = {
+        label,
+        concurrency: options.concurrency,
+        returning: options.returning,
+        rows,
+        seconds,
+        rowsPerSecond: rows / seconds,
+        load: load()
+      }
+      log(`write limit [${label}]: ${Math.round(result.rowsPerSecond)} rows/s (${seconds.toFixed(2)} s)`)
+      return result
+    } finally {
+      await pool.end()
+    }
+  } finally {
+    await db.drop()
+  }
+}
