@@ -18,6 +18,7 @@ describe("shutdown", () => {
       const locker = yield* Effect.acquireRelease(
         Effect.promise(async () => {
           const client = new pg.Client({ connectionString: t.db.url })
+          client.on("error", () => {})
           await client.connect()
           await client.query("BEGIN")
           await client.query("LOCK TABLE positions IN EXCLUSIVE MODE")

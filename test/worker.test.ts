@@ -1,9 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Option } from "effect"
+import { Context, Effect, Fiber, Layer, Option } from "effect"
 import type pg from "pg"
 import { Pg } from "../src/postgres/Pg.js"
 import { DeviceState } from "../src/state/DeviceState.js"
 import { LatestPositions } from "../src/state/LatestPositions.js"
+import { type Outcome, Writer } from "../src/writer/Writer.js"
 import { generatePayloads } from "../src/simulate/Generator.js"
 import { publish } from "../src/simulate/Publish.js"
 import {
@@ -243,5 +244,41 @@ describe("DeviceState on a real database", () => {
       expect(yield* state.size).toBe(3)
       expect(Option.isNone(yield* state.get("dev-1"))).toBe(true)
       expect(Option.isSome(yield* state.get("dev-2"))).toBe(true)
+    }))
+})
+
+describe("Writer on a real database", () => {
+  it.scopedLive("tells inserted from duplicate per record, inside a batch and across batches, and isolates a refused row", () =>
+    Effect.gen(function*() {
+      const t = yield* testEnvironment
+      const fiber = yield* forkWorker(t.env)
+      yield* waitUntil("the table to exist", Effect.map(countRows(t.pool), (n) => n === 0))
+      yield* Fiber.interrupt(fiber)
+      const context = yield* Layer.build(Writer.layer.pipe(Layer.provide(Pg.layer), Layer.provide(configLayer(t.env))))
+      const writer = Context.get(context, Writer)
+      const at = (deviceId: string, second: number, eventId = 0) => ({
+        device_id: deviceId,
+        timestamp: new Date(Date.UTC(2026, 4, 1, 10, 0, second)),
+        latitude: 54,
+        longitude: 25,
+        altitude: 100,
+        angle: 0,
+        speed: 1,
+        satellites: 9,
+        priority: 0,
+        event_id: eventId,
+        attributes: { "78": 18446744073709551615n, "385": new Uint8Array([1, 2, 3]) }
+      })
+      const tags = (outcomes: ReadonlyArray<Outcome>) => outcomes.map((o) => o._tag)
+
+      expect(tags(yield* writer.write([at("a", 1), at("b", 1)]))).toEqual(["Inserted", "Inserted"])
+      // a/1 is stored already; c/1 comes twice in one batch: the first copy is inserted, the second is not.
+      expect(tags(yield* writer.write([at("a", 1), at("c", 1), at("c", 1), at("d", 1)]))).toEqual(["Duplicate", "Inserted", "Duplicate", "Inserted"])
+      const mixed = yield* writer.write([at("e", 1), at("f", 1, 3_000_000_000), at("a", 1)])
+      expect(tags(mixed)).toEqual(["Inserted", "Failed", "Duplicate"])
+      expect(mixed[1]).toMatchObject({ permanent: true, reason: expect.stringContaining("22003") })
+      expect(yield* countRows(t.pool)).toBe(5)
+      const [row] = (yield* Effect.promise(() => t.pool.query("SELECT attributes::text AS a FROM positions WHERE device_id = 'e'"))).rows
+      expect(row.a).toBe('{"78": 18446744073709551615, "385": "010203"}')
     }))
 })

@@ -37,22 +37,30 @@ const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS positions_staging (
 ) ON COMMIT DELETE ROWS`
 const COPY = `COPY positions_staging (${COLUMNS}) FROM STDIN`
 // A duplicate key inside one batch is fine: DO NOTHING skips the second row like any other conflict.
+// No RETURNING: it costs PostgreSQL about a tenth of its write time, and in the common case (no duplicates)
+// the row count alone says every record was inserted.
 const INSERT = `INSERT INTO positions (${COLUMNS})
   SELECT ${COLUMNS} FROM positions_staging
-  ON CONFLICT (device_id, ts) DO NOTHING
-  RETURNING device_id, (extract(epoch FROM ts) * 1000)::float8`
+  ON CONFLICT (device_id, ts) DO NOTHING`
+// Only when some rows were skipped: which keys this transaction inserted (their xmin is its own xid).
+const INSERTED_HERE = `SELECT s.device_id, (extract(epoch FROM s.ts) * 1000)::float8
+  FROM positions_staging s JOIN positions p ON p.device_id = s.device_id AND p.ts = s.ts
+  WHERE p.xmin::text::bigint = txid_current() % 4294967296`
 
 const staged = new WeakSet<pg.PoolClient>()
 
 const keyOf = (deviceId: string, ms: number) => `${deviceId}\u0000${ms}`
 
-const copyInsert = async (client: pg.PoolClient, batch: ReadonlyArray<Position>): Promise<Set<string>> => {
+/** Writes the batch; returns the keys it inserted, or "all" when every record was inserted. */
+const copyInsert = async (client: pg.PoolClient, batch: ReadonlyArray<Position>): Promise<Set<string> | "all"> => {
   let text = ""
   for (const p of batch) text += toCopyRow(p)
   await pipeline(Readable.from([text]), client.query(copyFrom(COPY)))
-  const result = await client.query<[string, number]>({ text: INSERT, rowMode: "array" })
+  const result = await client.query(INSERT)
+  if (result.rowCount === batch.length) return "all"
+  const here = await client.query<[string, number]>({ text: INSERTED_HERE, rowMode: "array" })
   const inserted = new Set<string>()
-  for (const [deviceId, ms] of result.rows) inserted.add(keyOf(deviceId, ms))
+  for (const [deviceId, ms] of here.rows) inserted.add(keyOf(deviceId, ms))
   return inserted
 }
 
@@ -73,8 +81,8 @@ const makeWrite = (pg: Pg["Type"]) => {
       )
     )
 
-  const outcomes = (batch: ReadonlyArray<Position>, inserted: Set<string>): Array<Outcome> =>
-    batch.map((p) => {
+  const outcomes = (batch: ReadonlyArray<Position>, inserted: Set<string> | "all"): Array<Outcome> =>
+    inserted === "all" ? batch.map(() => Inserted) : batch.map((p) => {
       const key = keyOf(p.device_id, p.timestamp.getTime())
       // The first record with a key takes the insert; any later copy in the same batch is a duplicate.
       return inserted.delete(key) ? Inserted : Duplicate

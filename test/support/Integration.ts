@@ -45,7 +45,14 @@ export const freshDatabase = Effect.acquireRelease(
 
 /** A pg pool on the test database, for assertions. */
 export const testPool = (url: string) =>
-  Effect.acquireRelease(Effect.sync(() => new pg.Pool({ connectionString: url, max: 2 })), (pool) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const pool = new pg.Pool({ connectionString: url, max: 2 })
+      // Fault scenarios terminate every connection to the test database, this pool's idle ones included.
+      pool.on("error", () => {})
+      return pool
+    }),
+    (pool) =>
     Effect.promise(() => pool.end()))
 
 /** A Redis client for the test itself, plus stream keys of its own that are deleted afterwards. */
