@@ -47,8 +47,6 @@ const INSERTED_HERE = `SELECT s.device_id, (extract(epoch FROM s.ts) * 1000)::fl
   FROM positions_staging s JOIN positions p ON p.device_id = s.device_id AND p.ts = s.ts
   WHERE p.xmin::text::bigint = txid_current() % 4294967296`
 
-const staged = new WeakSet<pg.PoolClient>()
-
 const keyOf = (deviceId: string, ms: number) => `${deviceId}\u0000${ms}`
 
 /** Writes the batch; returns the keys it inserted, or "all" when every record was inserted. */
@@ -69,14 +67,10 @@ const makeWrite = (pg: Pg["Type"]) => {
     pg.retryTransient(
       Effect.suspend(() =>
         pg.transaction("write batch", async (client) => {
-          if (!staged.has(client)) {
-            // Outside the batch's transaction would be nicer, but here it is created once per connection
-            // and rolled back with the batch if the batch fails, to be created again on the next try.
-            await client.query(CREATE_STAGING)
-          }
-          const inserted = await copyInsert(client, batch)
-          staged.add(client)
-          return inserted
+          // Every time: a table created by a transaction that then failed is gone, and "IF NOT EXISTS" on a
+          // table that exists costs a catalog lookup, nothing next to a batch.
+          await client.query(CREATE_STAGING)
+          return copyInsert(client, batch)
         })
       )
     )
