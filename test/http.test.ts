@@ -9,10 +9,10 @@ import { generatePayloads } from "../src/simulate/Generator.js"
 import { publish } from "../src/simulate/Publish.js"
 import * as Worker from "../src/Worker.js"
 import {
+  adminQuery,
   countRows,
   groupLag,
   pendingCount,
-  PG_ADMIN_URL,
   spawnWorker,
   streamLength,
   type TestEnvironment,
@@ -87,16 +87,6 @@ const drained = (t: TestEnvironment, rows: number) =>
     60_000
   )
 
-const adminQuery = (text: string) =>
-  Effect.promise(async () => {
-    const client = new pg.Client({ connectionString: PG_ADMIN_URL })
-    await client.connect()
-    try {
-      return await client.query(text)
-    } finally {
-      await client.end()
-    }
-  })
 
 const INVALID = [
   "{not json",

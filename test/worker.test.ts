@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer, Option } from "effect"
 import type pg from "pg"
+import type { Position } from "../src/position/Position.js"
 import { Pg } from "../src/postgres/Pg.js"
 import { DeviceState } from "../src/state/DeviceState.js"
 import { LatestPositions } from "../src/state/LatestPositions.js"
@@ -19,6 +20,22 @@ import {
 } from "./support/Integration.js"
 import { position } from "./support/MemoryConsumer.js"
 import { configLayer } from "./support/testConfig.js"
+
+/** A position as the decoder returns it. */
+const decoded = (deviceId: string, iso: string, extra: Partial<Position> = {}): Position => ({
+  device_id: deviceId,
+  timestamp: new Date(iso),
+  latitude: 54,
+  longitude: 25,
+  altitude: 100,
+  angle: 0,
+  speed: 1,
+  satellites: 9,
+  priority: 0,
+  event_id: 0,
+  attributes: {},
+  ...extra
+})
 
 const drained = (t: TestEnvironment, rows: number) =>
   waitUntil(
@@ -194,20 +211,6 @@ describe("DeviceState on a real database", () => {
       return { state, queries: () => queries }
     })
 
-  const decoded = (deviceId: string, iso: string) => ({
-    device_id: deviceId,
-    timestamp: new Date(iso),
-    latitude: 54,
-    longitude: 25,
-    altitude: 100,
-    angle: 0,
-    speed: 1,
-    satellites: 9,
-    priority: 0,
-    event_id: 0,
-    attributes: {}
-  })
-
   it.scopedLive("keeps the newest position under out-of-order input, hydrates new devices with one query, evicts beyond capacity", () =>
     Effect.gen(function*() {
       const t = yield* testEnvironment
@@ -256,19 +259,11 @@ describe("Writer on a real database", () => {
       yield* Fiber.interrupt(fiber)
       const context = yield* Layer.build(Writer.layer.pipe(Layer.provide(Pg.layer), Layer.provide(configLayer(t.env))))
       const writer = Context.get(context, Writer)
-      const at = (deviceId: string, second: number, eventId = 0) => ({
-        device_id: deviceId,
-        timestamp: new Date(Date.UTC(2026, 4, 1, 10, 0, second)),
-        latitude: 54,
-        longitude: 25,
-        altitude: 100,
-        angle: 0,
-        speed: 1,
-        satellites: 9,
-        priority: 0,
-        event_id: eventId,
-        attributes: { "78": 18446744073709551615n, "385": new Uint8Array([1, 2, 3]) }
-      })
+      const at = (deviceId: string, second: number, event_id = 0) =>
+        decoded(deviceId, new Date(Date.UTC(2026, 4, 1, 10, 0, second)).toISOString(), {
+          event_id,
+          attributes: { "78": 18446744073709551615n, "385": new Uint8Array([1, 2, 3]) }
+        })
       const tags = (outcomes: ReadonlyArray<Outcome>) => outcomes.map((o) => o._tag)
 
       expect(tags(yield* writer.write([at("a", 1), at("b", 1)]))).toEqual(["Inserted", "Inserted"])

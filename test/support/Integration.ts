@@ -22,7 +22,8 @@ const databaseUrl = (name: string) => {
   return url.toString()
 }
 
-const adminQuery = (text: string) =>
+/** A statement on the admin connection (the `postgres` database), never on the database under test. */
+export const adminQuery = (text: string) =>
   Effect.promise(async () => {
     const client = new pg.Client({ connectionString: PG_ADMIN_URL })
     await client.connect()

@@ -8,9 +8,9 @@ import { decodePayload } from "../../src/position/decode.js"
 import { generatePayloads } from "../../src/simulate/Generator.js"
 import { publish } from "../../src/simulate/Publish.js"
 import {
+  adminQuery,
   type ChildWorker,
   groupLag,
-  PG_ADMIN_URL,
   pendingCount,
   spawnWorker,
   type TestEnvironment,
@@ -168,18 +168,6 @@ export const rssMb = (pid: number) =>
 
 // ---------------------------------------------------------------------------------------------------------
 // Faults
-
-/** A statement on the admin connection (the `postgres` database), never on the database under test. */
-export const adminQuery = (text: string) =>
-  Effect.promise(async () => {
-    const client = new pg.Client({ connectionString: PG_ADMIN_URL })
-    await client.connect()
-    try {
-      return await client.query(text)
-    } finally {
-      await client.end()
-    }
-  })
 
 /** Terminates every connection to the database (the test's own pool must tolerate it: see tolerateDisconnects). */
 export const terminateConnections = (db: string) =>
