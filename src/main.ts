@@ -1,4 +1,4 @@
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect } from "effect"
 import { ProcessorConfig } from "./config/Config.js"
 import * as Logging from "./observability/Logging.js"

@@ -1,4 +1,4 @@
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { defaultTeardown } from "@effect/platform/Runtime"
 import { Clock, Config, Console, Data, Effect, Either, Exit, Redacted } from "effect"
 import { Redis } from "ioredis"

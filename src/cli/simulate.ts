@@ -1,4 +1,4 @@
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Clock, Config, Console, Data, Effect, Exit, Option, Redacted } from "effect"
 import { Redis } from "ioredis"
 import { parseArgs } from "node:util"

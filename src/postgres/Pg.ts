@@ -1,4 +1,4 @@
-import { PgClient } from "@effect/sql-pg"
+import * as PgClient from "@effect/sql-pg/PgClient"
 import { Context, Data, Duration, Effect, Layer, Redacted, Ref, Schedule } from "effect"
 import pg from "pg"
 import { ProcessorConfig } from "../config/Config.js"
