@@ -4,17 +4,10 @@ import pg from "pg"
 import { from as copyFrom } from "pg-copy-streams"
 import type { Position } from "../src/position/Position.js"
 import { toCopyRow } from "../src/writer/copyFormat.js"
+import { COPY, CREATE_STAGING, INSERT } from "../src/writer/Writer.js"
 import { applyMigration, freshDatabase, ingestStats, load, log } from "./infra.js"
 
-const COLUMNS = "device_id, ts, latitude, longitude, altitude, angle, speed, satellites, priority, event_id, attributes"
-// The worker's staging table, verbatim (src/writer/Writer.ts).
-const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS positions_staging (
-  device_id text, ts timestamptz, latitude double precision, longitude double precision,
-  altitude double precision, angle double precision, speed double precision,
-  satellites smallint, priority smallint, event_id integer, attributes jsonb
-) ON COMMIT DELETE ROWS`
-const COPY = `COPY positions_staging (${COLUMNS}) FROM STDIN`
-const INSERT = `INSERT INTO positions (${COLUMNS}) SELECT ${COLUMNS} FROM positions_staging ON CONFLICT (device_id, ts) DO NOTHING`
+// The worker's own statements (src/writer/Writer.ts), so the limit is measured on the path the worker takes.
 const RETURNING = " RETURNING device_id, (extract(epoch FROM ts) * 1000)::float8"
 
 export const BATCH = 5_000

@@ -26,20 +26,20 @@ export class Writer extends Context.Tag("processor/Writer")<Writer, {
   static readonly layer = Layer.effect(Writer, Effect.map(Pg, (pg) => Writer.of({ write: makeWrite(pg) })))
 }
 
-const COLUMNS = "device_id, ts, latitude, longitude, altitude, angle, speed, satellites, priority, event_id, attributes"
+export const COLUMNS = "device_id, ts, latitude, longitude, altitude, angle, speed, satellites, priority, event_id, attributes"
 
 // A session-local staging table: COPY into it is the cheapest way to move rows into PostgreSQL, and the
 // INSERT … SELECT from it keeps the write idempotent. ON COMMIT DELETE ROWS empties it after every batch.
-const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS positions_staging (
+export const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS positions_staging (
   device_id text, ts timestamptz, latitude double precision, longitude double precision,
   altitude double precision, angle double precision, speed double precision,
   satellites smallint, priority smallint, event_id integer, attributes jsonb
 ) ON COMMIT DELETE ROWS`
-const COPY = `COPY positions_staging (${COLUMNS}) FROM STDIN`
+export const COPY = `COPY positions_staging (${COLUMNS}) FROM STDIN`
 // A duplicate key inside one batch is fine: DO NOTHING skips the second row like any other conflict.
 // No RETURNING: it costs PostgreSQL about a tenth of its write time, and in the common case (no duplicates)
 // the row count alone says every record was inserted.
-const INSERT = `INSERT INTO positions (${COLUMNS})
+export const INSERT = `INSERT INTO positions (${COLUMNS})
   SELECT ${COLUMNS} FROM positions_staging
   ON CONFLICT (device_id, ts) DO NOTHING`
 // Only when some rows were skipped: which keys this transaction inserted (their xmin is its own xid).
