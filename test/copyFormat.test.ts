@@ -1,7 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
 import type { AttributeValue, Position } from "../src/position/Position.js"
-import { attributesJson, escapeCopy, toCopyRow } from "../src/writer/copyFormat.js"
+import { attributesJson } from "../src/position/attributesJson.js"
+import { escapeCopy, toCopyRow } from "../src/writer/copyFormat.js"
 
 /** What PostgreSQL's COPY text format reads back from an escaped column. */
 const unescapeCopy = (s: string): string =>

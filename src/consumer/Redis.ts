@@ -1,5 +1,6 @@
-import { Context, Data, Duration, Effect, Layer, Redacted, Runtime, Schedule } from "effect"
+import { Context, Data, Effect, Layer, Redacted, Runtime } from "effect"
 import { Redis as IORedis } from "ioredis"
+import * as Backoff from "../Backoff.js"
 import { ProcessorConfig } from "../config/Config.js"
 
 export class RedisError extends Data.TaggedError("RedisError")<{ readonly op: string; readonly cause: unknown }> {
@@ -71,7 +72,7 @@ const connect = (url: Redacted.Redacted, role: string) =>
     return yield* Effect.acquireRelease(
       acquire.pipe(
         Effect.tapError((error) => Effect.logWarning(`Redis not reachable yet: ${error.message}`)),
-        Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")), Schedule.upTo(Duration.minutes(1))))
+        Effect.retry(Backoff.atStart)
       ),
       (redis) =>
         Effect.sync(() => closing.add(redis)).pipe(

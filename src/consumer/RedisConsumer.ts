@@ -1,4 +1,5 @@
-import { Chunk, Duration, Effect, Layer, Option, Schedule, Stream } from "effect"
+import { Chunk, Duration, Effect, Layer, Option, Stream } from "effect"
+import * as Backoff from "../Backoff.js"
 import { ProcessorConfig } from "../config/Config.js"
 import * as Metrics from "../observability/Metrics.js"
 import { Consumer, type DeadLetter, type StreamEntry } from "./Consumer.js"
@@ -186,7 +187,7 @@ export const make = Effect.gen(function*() {
       Effect.tapError((error) =>
         String(error.cause).includes("NOGROUP") ? ensureGroup.pipe(Effect.ignore) : Effect.logWarning(error.message)
       ),
-      Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced(config.retryMaxBackoff)), Schedule.jittered)),
+      Effect.retry(Backoff.whileRunning(config.retryMaxBackoff)),
       Effect.map(([entries, next]) => Option.some([Chunk.unsafeFromArray(entries), next] as const))
     )
 

@@ -10,6 +10,7 @@ import { Data, Effect, Layer, Option, Redacted } from "effect"
 import { ProcessorConfig } from "../config/Config.js"
 import { Health } from "../observability/Health.js"
 import { Prometheus } from "../observability/Telemetry.js"
+import { bytesHex } from "../position/attributesJson.js"
 import type { AttributeValue, Position } from "../position/Position.js"
 import { type Device, DeviceState } from "../state/DeviceState.js"
 
@@ -46,7 +47,7 @@ const attributeJson = (value: AttributeValue): string | number | boolean =>
   typeof value === "bigint"
     ? value.toString()
     : value instanceof Uint8Array
-    ? Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("hex")
+    ? bytesHex(value)
     : value
 
 const positionJson = (p: Position) => {

@@ -3,12 +3,15 @@ import type { AttributeValue } from "./Position.js"
 // The stored form of a position's attributes (positions.attributes): bigints as exact JSON numbers (jsonb keeps
 // numbers as numeric, so every digit survives), bytes as lowercase hex strings.
 
-const valueJson = (v: AttributeValue): string => {
+/** Bytes as stored: lowercase hex, read in place (no copy of the bytes). */
+export const bytesHex = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex")
+
+export const attributeValueJson = (v: AttributeValue): string => {
   switch (typeof v) {
     case "bigint":
       return v.toString()
     case "object":
-      return `"${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("hex")}"`
+      return `"${bytesHex(v)}"`
     default:
       return JSON.stringify(v)
   }
@@ -22,8 +25,6 @@ export const rememberAttributesJson = (attributes: object, json: string): void =
   known.set(attributes, json)
 }
 
-export const attributeValueJson = valueJson
-
 /** The attributes as stored in positions.attributes. */
 export const attributesJson = (attributes: Readonly<Record<string, AttributeValue>>): string => {
   const cached = known.get(attributes)
@@ -31,7 +32,7 @@ export const attributesJson = (attributes: Readonly<Record<string, AttributeValu
   let out = "{"
   for (const key in attributes) {
     if (out.length > 1) out += ","
-    out += JSON.stringify(key) + ":" + valueJson(attributes[key]!)
+    out += JSON.stringify(key) + ":" + attributeValueJson(attributes[key]!)
   }
   return out + "}"
 }

@@ -1,6 +1,7 @@
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Context, Data, Duration, Effect, Layer, Redacted, Ref, Schedule } from "effect"
+import { Context, Data, Duration, Effect, Layer, Redacted, Ref } from "effect"
 import pg from "pg"
+import * as Backoff from "../Backoff.js"
 import { ProcessorConfig } from "../config/Config.js"
 import * as Metrics from "../observability/Metrics.js"
 
@@ -145,10 +146,7 @@ export class Pg extends Context.Tag("processor/Pg")<Pg, PgService>() {
       // retry concurrently, so a failure can arrive after another write already saw the database back: an
       // attempt that began before the end belongs to the outage that ended and does not open a new one.
       const outage = yield* Ref.make<{ readonly since: number | undefined; readonly endedAt: number }>({ since: undefined, endedAt: 0 })
-      const schedule = Schedule.exponential("100 millis").pipe(
-        Schedule.union(Schedule.spaced(options.retryMaxBackoff)),
-        Schedule.jittered
-      )
+      const schedule = Backoff.whileRunning(options.retryMaxBackoff)
       const retryTransient = <A, R>(effect: Effect.Effect<A, PgError, R>) =>
         Effect.suspend(() => {
           const startedAt = Date.now()
@@ -199,7 +197,7 @@ export const awaitReachable = Effect.gen(function*() {
   const { query } = yield* Pg
   yield* query("connect", "SELECT 1").pipe(
     Effect.tapError((error) => Effect.logWarning(`PostgreSQL not reachable yet: ${error.message}`)),
-    Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")), Schedule.upTo("1 minute")))
+    Effect.retry(Backoff.atStart)
   )
   yield* Effect.logInfo("Postgres connected")
 })

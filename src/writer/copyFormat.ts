@@ -1,8 +1,6 @@
 import { attributesJson } from "../position/attributesJson.js"
 import type { Position } from "../position/Position.js"
 
-export { attributesJson }
-
 // PostgreSQL's COPY text format: tab-separated columns, one row a line, backslash escapes.
 
 const SPECIAL = /[\\\t\n\r]/
