@@ -5,8 +5,7 @@ import { mkdir, writeFile } from "node:fs/promises"
 import { cpus, totalmem } from "node:os"
 import { join } from "node:path"
 import type { Redis as IORedis } from "ioredis"
-import { decodePayload } from "../src/position/decode.js"
-import type { Position } from "../src/position/Position.js"
+import { type Decoded, decodePayload } from "../src/position/decode.js"
 import { type Options, parseOptions, USAGE } from "./args.js"
 import { buildBaseline, buildWorker, type WorkerCommand } from "./child.js"
 import { type DrainResult, drainRun } from "./drain.js"
@@ -39,8 +38,8 @@ const gitHead = () => {
   }
 }
 
-const decodeAll = (texts: ReadonlyArray<string>): Array<Position> => {
-  const out = new Array<Position>(texts.length)
+const decodeAll = (texts: ReadonlyArray<string>): Array<Decoded> => {
+  const out = new Array<Decoded>(texts.length)
   for (let i = 0; i < texts.length; i++) {
     const d = decodePayload(texts[i])
     if (d._tag === "Left") throw new Error(`generated payload ${i} does not decode: ${d.left}`)

@@ -2,7 +2,7 @@ import { Readable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import pg from "pg"
 import { from as copyFrom } from "pg-copy-streams"
-import type { Position } from "../src/position/Position.js"
+import type { Decoded } from "../src/position/decode.js"
 import { toCopyRow } from "../src/writer/copyFormat.js"
 import { COPY, CREATE_STAGING, INSERT } from "../src/writer/Writer.js"
 import { applyMigration, freshDatabase, ingestStats, load, log } from "./infra.js"
@@ -30,12 +30,15 @@ export interface CopyBatches {
 }
 
 /** The COPY text of every batch, built once with the worker's own formatter, outside any timed write. */
-export const copyBatches = (positions: ReadonlyArray<Position>): CopyBatches => {
+export const copyBatches = (positions: ReadonlyArray<Decoded>): CopyBatches => {
   const started = performance.now()
   const batches: Array<Buffer> = []
   for (let from = 0; from < positions.length; from += BATCH) {
     let text = ""
-    for (let i = from, end = Math.min(from + BATCH, positions.length); i < end; i++) text += toCopyRow(positions[i]!)
+    for (let i = from, end = Math.min(from + BATCH, positions.length); i < end; i++) {
+      const d = positions[i]!
+      text += toCopyRow(d.position, d.attributesJson)
+    }
     batches.push(Buffer.from(text))
   }
   const formatMicrosPerRow = ((performance.now() - started) * 1000) / positions.length

@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
 import type { AttributeValue, Position } from "../src/position/Position.js"
 import { attributesJson } from "../src/position/attributesJson.js"
-import { escapeCopy, toCopyRow } from "../src/writer/copyFormat.js"
+import { escapeCopy, escapeJsonCopy, keyOf, rowKey, toCopyRow } from "../src/writer/copyFormat.js"
 
 /** What PostgreSQL's COPY text format reads back from an escaped column. */
 const unescapeCopy = (s: string): string =>
@@ -158,5 +158,31 @@ describe("toCopyRow", () => {
   it("writes the timestamp as an ISO string in UTC", () => {
     const columns = toCopyRow(position({ timestamp: new Date("2026-05-01T12:30:00.001+02:30") })).split("\t")
     expect(columns[1]).toBe("2026-05-01T10:00:00.001Z")
+  })
+})
+
+describe("the fast escapes agree with escapeCopy", () => {
+  const awkward = fc.string({ unit: fc.constantFrom("a", "\\", "\t", "\n", "\r", "\"", "\u0001", "é", "\u2028") })
+
+  it("escapeJsonCopy(json) = escapeCopy(json) for any stored attributes JSON (property)", () => {
+    fc.assert(
+      fc.property(fc.dictionary(awkward, fc.oneof(awkward, fc.double(), fc.boolean())), (raw) => {
+        const attributes: Record<string, AttributeValue> = {}
+        for (const [k, v] of Object.entries(raw)) if (typeof v !== "number" || Number.isFinite(v)) attributes[k] = v
+        const json = attributesJson(attributes)
+        expect(escapeJsonCopy(json)).toBe(escapeCopy(json))
+      }),
+      { numRuns: 500 }
+    )
+  })
+
+  it("rowKey reads back from a line the key keyOf writes for a stored row (property)", () => {
+    fc.assert(
+      fc.property(awkward.filter((s) => s.length > 0), fc.integer({ min: 0, max: 4_102_444_800_000 }), (deviceId, ms) => {
+        const row = toCopyRow(position({ device_id: deviceId, timestamp: new Date(ms) }))
+        expect(rowKey(row)).toBe(keyOf(deviceId, ms))
+      }),
+      { numRuns: 500 }
+    )
   })
 })

@@ -4,6 +4,11 @@ import { attributesJson } from "../src/position/attributesJson.js"
 import { decodePayload, fastDecode } from "../src/position/decode.js"
 import { decodeAttribute, decodeStrict, parseInstant, type Position } from "../src/position/Position.js"
 
+/** The decoders' positions; their attributes' stored JSON is checked in the properties below. */
+const decodePosition = (payload: string | undefined): Either.Either<Position, string> =>
+  Either.map(decodePayload(payload), (d) => d.position)
+const fastPosition = (u: unknown): Position | undefined => fastDecode(u)?.position
+
 const canonical = {
   device_id: "356307042441013",
   timestamp: "2026-05-01T10:00:00.000Z",
@@ -85,8 +90,8 @@ describe("decodeStrict and fastDecode, by example", () => {
     const strict = rightOf(decodeStrict(canonical))
     expect(strict).toStrictEqual(expected)
     expect(strict.attributes["78"]).toBe(18446744073709551615n)
-    expect(difference(fastDecode(canonical), expected, "fast")).toBeUndefined()
-    expect(difference(rightOf(decodePayload(JSON.stringify(canonical))), expected, "payload")).toBeUndefined()
+    expect(difference(fastPosition(canonical), expected, "fast")).toBeUndefined()
+    expect(difference(rightOf(decodePosition(JSON.stringify(canonical))), expected, "payload")).toBeUndefined()
   })
 
   it("accept the boundaries of every range", () => {
@@ -111,7 +116,7 @@ describe("decodeStrict and fastDecode, by example", () => {
     for (const [field, value] of edges) {
       const strict = rightOf(decodeStrict(withField(field, value)))
       expect((strict as unknown as Record<string, unknown>)[field]).toBe(value)
-      expect(fastDecode(withField(field, value)), field).toBeDefined()
+      expect(fastPosition(withField(field, value)), field).toBeDefined()
     }
   })
 
@@ -157,26 +162,26 @@ describe("decodeStrict and fastDecode, by example", () => {
   ])("reject %s = %j, naming the field", (field, value) => {
     const payload = withField(field, value)
     expect(leftOf(decodeStrict(payload)).startsWith(`${field}: `)).toBe(true)
-    expect(fastDecode(payload)).toBeUndefined()
-    expect(leftOf(decodePayload(JSON.stringify(payload))).startsWith(`${field}: `)).toBe(true)
+    expect(fastPosition(payload)).toBeUndefined()
+    expect(leftOf(decodePosition(JSON.stringify(payload))).startsWith(`${field}: `)).toBe(true)
   })
 
   it.each(["device_id", "timestamp", "latitude", "longitude", "altitude", "angle", "speed", "satellites", "priority"])(
     "reject a payload without %s",
     (field) => {
       expect(leftOf(decodeStrict(without(field)))).toMatch(new RegExp(`^${field}: .*missing`))
-      expect(fastDecode(without(field))).toBeUndefined()
+      expect(fastPosition(without(field))).toBeUndefined()
     }
   )
 
   it("reject numbers too large for a double (Infinity once parsed), naming the field", () => {
     for (const field of ["altitude", "speed", "latitude"]) {
       const text = JSON.stringify(withField(field, 0)).replace(`"${field}":0`, `"${field}":1e400`)
-      expect(leftOf(decodePayload(text))).toMatch(new RegExp(`^${field}: `))
+      expect(leftOf(decodePosition(text))).toMatch(new RegExp(`^${field}: `))
     }
     expect(leftOf(decodeStrict(withField("altitude", Infinity)))).toMatch(/^altitude: /)
     expect(leftOf(decodeStrict(withField("speed", Number.NaN)))).toMatch(/^speed: /)
-    expect(fastDecode(withField("altitude", -Infinity))).toBeUndefined()
+    expect(fastPosition(withField("altitude", -Infinity))).toBeUndefined()
   })
 
   it("name every offending field, on one line", () => {
@@ -193,7 +198,7 @@ describe("decodeStrict and fastDecode, by example", () => {
     const strict = rightOf(decodeStrict(bare))
     expect(strict.event_id).toBe(0)
     expect(strict.attributes).toStrictEqual({})
-    const fast = fastDecode(bare)
+    const fast = fastPosition(bare)
     expect(fast?.event_id).toBe(0)
     expect(fast?.attributes).toStrictEqual({})
   })
@@ -203,7 +208,7 @@ describe("decodeStrict and fastDecode, by example", () => {
     const strict = rightOf(decodeStrict(payload))
     expect(strict).toStrictEqual(expected)
     expect("firmware" in strict).toBe(false)
-    expect(difference(fastDecode(payload), expected, "fast")).toBeUndefined()
+    expect(difference(fastPosition(payload), expected, "fast")).toBeUndefined()
   })
 
   it("decode the timestamp's offset and fraction into the right instant", () => {
@@ -212,7 +217,7 @@ describe("decodeStrict and fastDecode, by example", () => {
     expect(at("2026-05-01T05:00:00-05:00")).toBe(Date.UTC(2026, 4, 1, 10, 0, 0, 0))
     expect(at("2026-05-01T10:00:00.123456789Z")).toBe(Date.UTC(2026, 4, 1, 10, 0, 0, 123))
     expect(at("2026-05-01T10:00:00.5Z")).toBe(Date.UTC(2026, 4, 1, 10, 0, 0, 500))
-    expect(fastDecode(withField("timestamp", "2026-05-01T12:30:00.250+02:30"))?.timestamp.getTime())
+    expect(fastPosition(withField("timestamp", "2026-05-01T12:30:00.250+02:30"))?.timestamp.getTime())
       .toBe(Date.UTC(2026, 4, 1, 10, 0, 0, 250))
   })
 
@@ -264,11 +269,11 @@ describe("attribute sentinels", () => {
     expect(decodeAttribute(value)).toBeUndefined()
     const payload = withAttribute(value)
     expect(leftOf(decodeStrict(payload))).toMatch(/^attributes\.78: /)
-    expect(fastDecode(payload)).toBeUndefined()
+    expect(fastPosition(payload)).toBeUndefined()
   })
 
   it("name a nested attribute in the message of the whole payload", () => {
-    const message = leftOf(decodePayload(JSON.stringify(withAttribute({ __bigint: "12x" }))))
+    const message = leftOf(decodePosition(JSON.stringify(withAttribute({ __bigint: "12x" }))))
     expect(message).toContain("attributes.78: ")
     expect(message).toContain("__bigint")
   })
@@ -278,23 +283,23 @@ describe("attribute sentinels", () => {
   it("reject an attribute named __proto__", () => {
     const text = JSON.stringify(canonical).replace('"ign":true', '"__proto__":{"__bytes":"AQID"}')
     expect(text).toContain("__proto__")
-    expect(fastDecode(JSON.parse(text))).toBeUndefined()
+    expect(fastPosition(JSON.parse(text))).toBeUndefined()
     expect(leftOf(decodeStrict(JSON.parse(text)))).toBe("attributes: the attribute name __proto__ is not allowed")
   })
 })
 
 describe("decodePayload", () => {
   it("reject an entry without a payload", () => {
-    expect(leftOf(decodePayload(undefined))).toMatch(/^payload: /)
+    expect(leftOf(decodePosition(undefined))).toMatch(/^payload: /)
   })
 
   it("reject text that is not JSON", () => {
-    expect(leftOf(decodePayload("{\"device_id\":"))).toMatch(/^payload: not valid JSON/)
-    expect(leftOf(decodePayload(""))).toMatch(/^payload: not valid JSON/)
+    expect(leftOf(decodePosition("{\"device_id\":"))).toMatch(/^payload: not valid JSON/)
+    expect(leftOf(decodePosition(""))).toMatch(/^payload: not valid JSON/)
   })
 
   it.each(["42", "null", "\"text\"", "[]", "true"])("reject the JSON value %s that is not an object", (text) => {
-    expect(leftOf(decodePayload(text))).toMatch(/^payload: /)
+    expect(leftOf(decodePosition(text))).toMatch(/^payload: /)
   })
 })
 
@@ -523,16 +528,17 @@ describe("fastDecode against the Schema (property)", () => {
     expect(valid).toBeLessThan(1800)
   })
 
-  it("fastDecode(u) is defined iff decodeStrict(u) is Right, with the same value", () => {
+  it("fastDecode(u) is defined iff decodeStrict(u) is Right, with the same value and its stored JSON", () => {
     fc.assert(
       fc.property(payloadArb, (u) => {
         const strict = decodeStrict(u)
-        const fast = fastDecode(u)
+        const fast = fastPosition(u)
         if (Either.isLeft(strict)) {
           expect(fast, `Schema rejects (${strict.left}) but fastDecode accepts`).toBeUndefined()
         } else {
           expect(fast, "Schema accepts but fastDecode rejects").toBeDefined()
           expect(difference(fast, strict.right, "position")).toBeUndefined()
+          expect(fastDecode(u)!.attributesJson).toBe(attributesJson({ ...strict.right.attributes }))
         }
       }),
       { numRuns: 3000 }
@@ -547,9 +553,10 @@ describe("fastDecode against the Schema (property)", () => {
         expect(Either.isRight(viaText)).toBe(Either.isRight(strict))
         if (Either.isRight(viaText) && Either.isRight(strict)) {
           // JSON has no negative zero, so only the sign of zero may differ.
-          expect(difference(viaText.right, strict.right, "position", false)).toBeUndefined()
+          expect(difference(viaText.right.position, strict.right, "position", false)).toBeUndefined()
           // The JSON the decoder built on the way is the JSON of what it returned, as if serialized afresh.
-          expect(attributesJson(viaText.right.attributes)).toBe(attributesJson({ ...strict.right.attributes }))
+          expect(viaText.right.attributesJson).toBe(attributesJson({ ...strict.right.attributes }))
+          expect(viaText.right.attributesJson).toBe(attributesJson(viaText.right.position.attributes))
         }
       }),
       { numRuns: 2000 }

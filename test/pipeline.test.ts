@@ -1,24 +1,35 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Layer, Option, Ref, TestClock } from "effect"
-import type { Position } from "../src/position/Position.js"
 import * as Pipeline from "../src/pipeline/Pipeline.js"
 import { DeviceState } from "../src/state/DeviceState.js"
 import { LatestPositions } from "../src/state/LatestPositions.js"
+import { rowKey } from "../src/writer/copyFormat.js"
 import { Duplicate, Inserted, type Outcome, Writer } from "../src/writer/Writer.js"
 import { entry, makeMemoryConsumer, position } from "./support/MemoryConsumer.js"
 import { configLayer } from "./support/testConfig.js"
 
+/** What the writer is given, read back from a COPY line: the key columns. */
+interface Written {
+  readonly device_id: string
+  readonly timestamp: number
+}
+const fromRow = (row: string): Written => {
+  const [deviceId, ts] = row.split("\t", 2)
+  return { device_id: deviceId!, timestamp: Date.parse(ts!) }
+}
+
 // A writer with the semantics of the real one, decided by device id: "fail…" cannot be written now,
 // "bad…" is refused for its data, anything else is inserted once and a duplicate afterwards.
 const makeFakeWriter = Effect.gen(function*() {
-  const batches = yield* Ref.make<ReadonlyArray<ReadonlyArray<Position>>>([])
+  const batches = yield* Ref.make<ReadonlyArray<ReadonlyArray<Written>>>([])
   const stored = new Set<string>()
-  const write = (batch: ReadonlyArray<Position>) =>
-    Ref.update(batches, (all) => [...all, batch]).pipe(
-      Effect.as(batch.map((p): Outcome => {
-        if (p.device_id.startsWith("fail")) return { _tag: "Failed", reason: "connection refused", permanent: false }
-        if (p.device_id.startsWith("bad")) return { _tag: "Failed", reason: "rejected by the database: 22003", permanent: true }
-        const key = `${p.device_id}|${p.timestamp.getTime()}`
+  const write = (batch: ReadonlyArray<string>) =>
+    Ref.update(batches, (all) => [...all, batch.map(fromRow)]).pipe(
+      Effect.as(batch.map((row): Outcome => {
+        const deviceId = fromRow(row).device_id
+        if (deviceId.startsWith("fail")) return { _tag: "Failed", reason: "connection refused", permanent: false }
+        if (deviceId.startsWith("bad")) return { _tag: "Failed", reason: "rejected by the database: 22003", permanent: true }
+        const key = rowKey(row)
         if (stored.has(key)) return Duplicate
         stored.add(key)
         return Inserted
@@ -104,9 +115,9 @@ describe("Pipeline", () => {
         Effect.map(DeviceState, (state) =>
           Writer.of({
             write: (batch) =>
-              Effect.forEach(batch, (p) =>
+              Effect.forEach(batch.map(fromRow), (p) =>
                 state.get(p.device_id).pipe(
-                  Effect.map(Option.exists((d) => d.last_position?.timestamp.getTime() === p.timestamp.getTime()))
+                  Effect.map(Option.exists((d) => d.last_position?.timestamp.getTime() === p.timestamp))
                 )).pipe(
                   Effect.tap((seen) => Ref.update(seenInState, (all) => [...all, ...seen])),
                   Effect.as(batch.map(() => Inserted))

@@ -5,6 +5,7 @@ import type { Position } from "../src/position/Position.js"
 import { Pg } from "../src/postgres/Pg.js"
 import { DeviceState } from "../src/state/DeviceState.js"
 import { LatestPositions } from "../src/state/LatestPositions.js"
+import { toCopyRow } from "../src/writer/copyFormat.js"
 import { type Outcome, Writer } from "../src/writer/Writer.js"
 import { generatePayloads } from "../src/simulate/Generator.js"
 import { publish } from "../src/simulate/Publish.js"
@@ -260,10 +261,10 @@ describe("Writer on a real database", () => {
       const context = yield* Layer.build(Writer.layer.pipe(Layer.provide(Pg.layer), Layer.provide(configLayer(t.env))))
       const writer = Context.get(context, Writer)
       const at = (deviceId: string, second: number, event_id = 0) =>
-        decoded(deviceId, new Date(Date.UTC(2026, 4, 1, 10, 0, second)).toISOString(), {
+        toCopyRow(decoded(deviceId, new Date(Date.UTC(2026, 4, 1, 10, 0, second)).toISOString(), {
           event_id,
           attributes: { "78": 18446744073709551615n, "385": new Uint8Array([1, 2, 3]) }
-        })
+        }))
       const tags = (outcomes: ReadonlyArray<Outcome>) => outcomes.map((o) => o._tag)
 
       expect(tags(yield* writer.write([at("a", 1), at("b", 1)]))).toEqual(["Inserted", "Inserted"])

@@ -11,6 +11,10 @@ export interface StreamEntry {
 /** An entry that will not be retried, and why. */
 export interface DeadLetter {
   readonly id: string
+  /**
+   * The entry's payload, when the caller holds it. Undefined: the dead-letter copy takes it from the stream
+   * entry itself, so records on their way to the database need not carry their payload.
+   */
   readonly payload: string | undefined
   readonly error: string
 }

@@ -27,13 +27,24 @@ const toEntries = (raw: ReadonlyArray<RawEntry>): Array<StreamEntry> => {
 }
 
 // Acknowledges each entry and copies it to the dead-letter stream only if that acknowledgement took it out
-// of the pending list: atomic, and an entry two consumers both gave up on is dead-lettered once.
+// of the pending list: atomic, and an entry two consumers both gave up on is dead-lettered once. An empty
+// payload argument means "the entry's own": it is read from the stream (empty if the entry has none).
 // KEYS: source, dead letters. ARGV: group, consumer, failed_at, then (id, payload, error) triples.
 const DEAD_LETTER = `
 local copied = 0
 for i = 4, #ARGV, 3 do
   if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
-    redis.call('XADD', KEYS[2], '*', 'payload', ARGV[i + 1], 'error', ARGV[i + 2], 'source_id', ARGV[i],
+    local payload = ARGV[i + 1]
+    if payload == '' then
+      local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+      if #found == 1 then
+        local fields = found[1][2]
+        for f = 1, #fields, 2 do
+          if fields[f] == 'payload' then payload = fields[f + 1] end
+        end
+      end
+    end
+    redis.call('XADD', KEYS[2], '*', 'payload', payload, 'error', ARGV[i + 2], 'source_id', ARGV[i],
       'consumer', ARGV[2], 'failed_at', ARGV[3])
     copied = copied + 1
   end

@@ -4,9 +4,12 @@ import type { Position } from "../position/Position.js"
 /** A decoded record on its way to the database, with the stream entry it came from. */
 export interface Accepted {
   readonly id: string
-  /** The entry's original payload, kept for the dead-letter stream should the database refuse the record. */
-  readonly payload: string
   readonly position: Position
+  /**
+   * `position.attributes` as stored, made by the decoder. A stage that changes a record's attributes gives
+   * the new record `attributesJson(newAttributes)` (src/position/attributesJson.ts).
+   */
+  readonly attributesJson: string
 }
 
 /**

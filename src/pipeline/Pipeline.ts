@@ -4,8 +4,18 @@ import { Consumer, type DeadLetter, type StreamEntry } from "../consumer/Consume
 import * as Metrics from "../observability/Metrics.js"
 import { decodePayload } from "../position/decode.js"
 import { DeviceState } from "../state/DeviceState.js"
+import { toCopyRow } from "../writer/copyFormat.js"
 import { Writer } from "../writer/Writer.js"
 import { type Accepted, DomainStage } from "./DomainStage.js"
+
+/**
+ * A record past the domain stage, waiting for the writer: its entry id and its COPY line, nothing else.
+ * What waits is what survives young-generation collections; positions and payloads are left behind.
+ */
+interface Queued {
+  readonly id: string
+  readonly row: string
+}
 
 /** Milliseconds in a stream entry id ("<ms>-<seq>"): when Redis accepted the entry. */
 const entryTime = (id: string): number => Number(id.slice(0, id.indexOf("-")))
@@ -34,30 +44,37 @@ export const run = Effect.gen(function*() {
   const accept = (chunk: Chunk.Chunk<StreamEntry>) =>
     Effect.gen(function*() {
       const entries = Chunk.toReadonlyArray(chunk)
-      if (entries.length === 0) return Chunk.empty<Accepted>()
+      if (entries.length === 0) return Chunk.empty<Queued>()
       yield* Metric.incrementBy(Metrics.consumed, entries.length)
       const accepted: Array<Accepted> = []
       const invalid: Array<DeadLetter> = []
       for (const entry of entries) {
         const decoded = decodePayload(entry.payload)
-        if (decoded._tag === "Right") accepted.push({ id: entry.id, payload: entry.payload!, position: decoded.right })
-        else invalid.push({ id: entry.id, payload: entry.payload, error: decoded.left })
+        if (decoded._tag === "Right") {
+          accepted.push({ id: entry.id, position: decoded.right.position, attributesJson: decoded.right.attributesJson })
+        } else invalid.push({ id: entry.id, payload: entry.payload, error: decoded.left })
       }
       if (invalid.length > 0) {
         yield* Effect.logWarning(`${invalid.length} invalid entries dead-lettered; first: ${invalid[0]!.id}: ${invalid[0]!.error}`)
         yield* deadLetter(invalid)
       }
-      if (accepted.length === 0) return Chunk.empty<Accepted>()
+      if (accepted.length === 0) return Chunk.empty<Queued>()
       // State first, as the design says; a domain stage then sees each record with its device's state.
       yield* state.update(accepted.map((a) => a.position))
-      return Chunk.unsafeFromArray(yield* stage.process(accepted))
+      const staged = yield* stage.process(accepted)
+      const queued = new Array<Queued>(staged.length)
+      for (let i = 0; i < staged.length; i++) {
+        const record = staged[i]!
+        queued[i] = { id: record.id, row: toCopyRow(record.position, record.attributesJson) }
+      }
+      return Chunk.unsafeFromArray(queued)
     })
 
-  const writeAndAck = (batch: Chunk.Chunk<Accepted>) =>
+  const writeAndAck = (batch: Chunk.Chunk<Queued>) =>
     Effect.gen(function*() {
       const records = Chunk.toReadonlyArray(batch)
       const started = yield* Clock.currentTimeMillis
-      const outcomes = yield* writer.write(records.map((r) => r.position))
+      const outcomes = yield* writer.write(records.map((r) => r.row))
       const committed = yield* Clock.currentTimeMillis
       const ackIds: Array<string> = []
       const rejected: Array<DeadLetter> = []
@@ -78,7 +95,8 @@ export const run = Effect.gen(function*() {
           case "Failed":
             failed++
             if (outcome.permanent) {
-              rejected.push({ id: record.id, payload: record.payload, error: outcome.reason })
+              // The payload is taken from the stream entry by the dead-letter copy.
+              rejected.push({ id: record.id, payload: undefined, error: outcome.reason })
             }
         }
       }
@@ -106,7 +124,7 @@ export const run = Effect.gen(function*() {
 
   // Adaptive by default: the writer takes whatever has accumulated when it is free, up to BATCH_SIZE, so
   // batches are small (low latency) when traffic is light and large (cheap per row) under load.
-  const batches: Sink.Sink<Chunk.Chunk<Accepted>, Accepted, Accepted> = Sink.collectAllN<Accepted>(config.batchSize)
+  const batches: Sink.Sink<Chunk.Chunk<Queued>, Queued, Queued> = Sink.collectAllN<Queued>(config.batchSize)
   const batched = Duration.toMillis(config.batchMaxWait) > 0
     ? Stream.groupedWithin(config.batchSize, config.batchMaxWait)
     : Stream.aggregate(batches)

@@ -17,18 +17,11 @@ export const attributeValueJson = (v: AttributeValue): string => {
   }
 }
 
-// The decoder already walks every attribute; it leaves the JSON it built here so the writer need not walk
-// them again. Keyed by the attributes object, so a record built any other way is simply serialized.
-const known = new WeakMap<object, string>()
-
-export const rememberAttributesJson = (attributes: object, json: string): void => {
-  known.set(attributes, json)
-}
-
-/** The attributes as stored in positions.attributes. */
+/**
+ * The attributes as stored in positions.attributes. The decoder builds the same text while it validates
+ * (`Decoded.attributesJson`); this is for positions made any other way.
+ */
 export const attributesJson = (attributes: Readonly<Record<string, AttributeValue>>): string => {
-  const cached = known.get(attributes)
-  if (cached !== undefined) return cached
   let out = "{"
   for (const key in attributes) {
     if (out.length > 1) out += ","

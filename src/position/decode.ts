@@ -1,24 +1,39 @@
 import { Either } from "effect"
-import { attributeValueJson, rememberAttributesJson } from "./attributesJson.js"
-import { type AttributeValue, decodeAttribute, FORBIDDEN_ATTRIBUTE, decodeStrict, parseInstant, type Position } from "./Position.js"
+import { attributesJson, attributeValueJson } from "./attributesJson.js"
+import { type AttributeValue, decodeAttribute, decodeStrict, FORBIDDEN_ATTRIBUTE, parseInstant, type Position } from "./Position.js"
 
 // The hot path: runs for every record. It accepts exactly what the Schema accepts (property-tested in
 // test/decode.test.ts) and, on rejection, defers to the Schema for the message, so errors stay precise
 // while valid records never pay for the Schema's generality.
 
+/** A valid record: the position, and its attributes as stored (positions.attributes), built while validating. */
+export interface Decoded {
+  readonly position: Position
+  readonly attributesJson: string
+}
+
 const isNum = (u: unknown): u is number => typeof u === "number" && Number.isFinite(u)
 const inRange = (u: unknown, min: number, max: number): u is number => typeof u === "number" && u >= min && u <= max
 const isIntIn = (u: unknown, min: number, max: number): u is number => Number.isInteger(u) && (u as number) >= min && (u as number) <= max
 
+// Attribute names repeat from record to record (IO element ids): their JSON is made once. Bounded, so a
+// producer inventing names cannot grow it without end; past the bound, names are simply serialized.
+const KEY_JSON_LIMIT = 10_000
+const keyJsonCache = new Map<string, string>()
+const keyJson = (key: string): string => {
+  let json = keyJsonCache.get(key)
+  if (json === undefined) {
+    json = JSON.stringify(key)
+    if (keyJsonCache.size < KEY_JSON_LIMIT) keyJsonCache.set(key, json)
+  }
+  return json
+}
+
 // Validates and builds the stored JSON in one pass over the object JSON.parse made, and keeps that object:
 // an attribute map with numeric keys ("16", "385") is slow to build afresh. Sentinels are resolved in place
 // only once every value is known to be valid, so a rejected payload reaches the Schema untouched.
-const fastAttributes = (u: unknown, owned: boolean): Record<string, AttributeValue> | undefined => {
-  if (u === undefined) {
-    const empty = {}
-    rememberAttributesJson(empty, "{}")
-    return empty
-  }
+const fastAttributes = (u: unknown, owned: boolean): readonly [Record<string, AttributeValue>, string] | undefined => {
+  if (u === undefined) return [{}, "{}"]
   if (typeof u !== "object" || u === null || Array.isArray(u)) return undefined
   const source = u as Record<string, unknown>
   let json = "{"
@@ -50,20 +65,16 @@ const fastAttributes = (u: unknown, owned: boolean): Record<string, AttributeVal
       default:
         return undefined
     }
-    json += (json.length > 1 ? "," : "") + JSON.stringify(key) + ":" + text
+    json += (json.length > 1 ? "," : "") + keyJson(key) + ":" + text
   }
   // A caller's object is copied rather than changed.
   const target = owned ? source : { ...source }
   if (sentinels !== undefined) for (let i = 0; i < sentinels.length; i++) target[sentinels[i]!] = resolved![i]
-  rememberAttributesJson(target, json + "}")
-  return target as Record<string, AttributeValue>
+  return [target as Record<string, AttributeValue>, json + "}"]
 }
 
-/** The fast path on a value the caller keeps: `u` is left as it is. */
-export const fastDecode = (u: unknown): Position | undefined => decodeFast(u, false)
-
 // `owned`: `u` is ours to change (it comes from our own JSON.parse).
-const decodeFast = (u: unknown, owned: boolean): Position | undefined => {
+const decodeFast = (u: unknown, owned: boolean): Decoded | undefined => {
   if (typeof u !== "object" || u === null || Array.isArray(u)) return undefined
   const o = u as Record<string, unknown>
   const deviceId = o["device_id"]
@@ -82,22 +93,28 @@ const decodeFast = (u: unknown, owned: boolean): Position | undefined => {
   const attributes = fastAttributes(o["attributes"], owned)
   if (attributes === undefined) return undefined
   return {
-    device_id: deviceId,
-    timestamp: new Date(ms),
-    latitude,
-    longitude,
-    altitude,
-    angle,
-    speed,
-    satellites,
-    priority,
-    event_id: eventId as number,
-    attributes
+    position: {
+      device_id: deviceId,
+      timestamp: new Date(ms),
+      latitude,
+      longitude,
+      altitude,
+      angle,
+      speed,
+      satellites,
+      priority,
+      event_id: eventId as number,
+      attributes: attributes[0]
+    },
+    attributesJson: attributes[1]
   }
 }
 
+/** The fast path on a value the caller keeps: `u` is left as it is. */
+export const fastDecode = (u: unknown): Decoded | undefined => decodeFast(u, false)
+
 /** Decodes one entry's payload field: a position, or a one-line reason naming the field. */
-export const decodePayload = (payload: string | undefined): Either.Either<Position, string> => {
+export const decodePayload = (payload: string | undefined): Either.Either<Decoded, string> => {
   if (payload === undefined) return Either.left("payload: the entry has no payload field")
   let json: unknown
   try {
@@ -105,6 +122,7 @@ export const decodePayload = (payload: string | undefined): Either.Either<Positi
   } catch (error) {
     return Either.left(`payload: not valid JSON (${(error as Error).message})`)
   }
-  const position = decodeFast(json, true)
-  return position !== undefined ? Either.right(position) : decodeStrict(json)
+  const decoded = decodeFast(json, true)
+  if (decoded !== undefined) return Either.right(decoded)
+  return Either.map(decodeStrict(json), (position) => ({ position, attributesJson: attributesJson(position.attributes) }))
 }

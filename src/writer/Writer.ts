@@ -3,9 +3,8 @@ import { pipeline } from "node:stream/promises"
 import { Context, Effect, Layer } from "effect"
 import type pg from "pg"
 import { from as copyFrom } from "pg-copy-streams"
-import type { Position } from "../position/Position.js"
 import { Pg, type PgError } from "../postgres/Pg.js"
-import { toCopyRow } from "./copyFormat.js"
+import { keyOf, rowKey } from "./copyFormat.js"
 
 export type Outcome =
   | { readonly _tag: "Inserted" }
@@ -20,8 +19,11 @@ export class Writer extends Context.Tag("processor/Writer")<Writer, {
   /**
    * Writes a batch idempotently on (device_id, ts) and tells, per record and in order, what happened.
    * Never fails: failures are outcomes. Transient database trouble is retried inside (the call waits).
+   *
+   * Records come as their COPY lines (`toCopyRow`), made when they are decoded: a batch waiting for the
+   * database then holds one string per record, not the positions, which can be collected young.
    */
-  readonly write: (batch: ReadonlyArray<Position>) => Effect.Effect<ReadonlyArray<Outcome>>
+  readonly write: (rows: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Outcome>>
 }>() {
   static readonly layer = Layer.effect(Writer, Effect.map(Pg, (pg) => Writer.of({ write: makeWrite(pg) })))
 }
@@ -47,13 +49,9 @@ const INSERTED_HERE = `SELECT s.device_id, (extract(epoch FROM s.ts) * 1000)::fl
   FROM positions_staging s JOIN positions p ON p.device_id = s.device_id AND p.ts = s.ts
   WHERE p.xmin::text::bigint = txid_current() % 4294967296`
 
-const keyOf = (deviceId: string, ms: number) => `${deviceId}\u0000${ms}`
-
 /** Writes the batch; returns the keys it inserted, or "all" when every record was inserted. */
-const copyInsert = async (client: pg.PoolClient, batch: ReadonlyArray<Position>): Promise<Set<string> | "all"> => {
-  let text = ""
-  for (const p of batch) text += toCopyRow(p)
-  await pipeline(Readable.from([text]), client.query(copyFrom(COPY)))
+const copyInsert = async (client: pg.PoolClient, batch: ReadonlyArray<string>): Promise<Set<string> | "all"> => {
+  await pipeline(Readable.from([batch.join("")]), client.query(copyFrom(COPY)))
   const result = await client.query(INSERT)
   if (result.rowCount === batch.length) return "all"
   const here = await client.query<[string, number]>({ text: INSERTED_HERE, rowMode: "array" })
@@ -63,7 +61,7 @@ const copyInsert = async (client: pg.PoolClient, batch: ReadonlyArray<Position>)
 }
 
 const makeWrite = (pg: Pg["Type"]) => {
-  const attempt = (batch: ReadonlyArray<Position>) =>
+  const attempt = (batch: ReadonlyArray<string>) =>
     pg.retryTransient(
       Effect.suspend(() =>
         pg.transaction("write batch", async (client) => {
@@ -75,9 +73,9 @@ const makeWrite = (pg: Pg["Type"]) => {
       )
     )
 
-  const outcomes = (batch: ReadonlyArray<Position>, inserted: Set<string> | "all"): Array<Outcome> =>
-    inserted === "all" ? batch.map(() => Inserted) : batch.map((p) => {
-      const key = keyOf(p.device_id, p.timestamp.getTime())
+  const outcomes = (batch: ReadonlyArray<string>, inserted: Set<string> | "all"): Array<Outcome> =>
+    inserted === "all" ? batch.map(() => Inserted) : batch.map((row) => {
+      const key = rowKey(row)
       // The first record with a key takes the insert; any later copy in the same batch is a duplicate.
       return inserted.delete(key) ? Inserted : Duplicate
     })
@@ -87,7 +85,7 @@ const makeWrite = (pg: Pg["Type"]) => {
   // record stays pending and comes back through a reclaim until MAX_DELIVERIES): one record that cannot be
   // written must not hold back the good records that happened to share its batch. A systemic error (a
   // missing table, a privilege) would fail every half alike: the batch stays pending as a whole.
-  const split = (batch: ReadonlyArray<Position>): Effect.Effect<Array<Outcome>> =>
+  const split = (batch: ReadonlyArray<string>): Effect.Effect<Array<Outcome>> =>
     attempt(batch).pipe(
       Effect.map((inserted) => outcomes(batch, inserted)),
       Effect.catchAll((error: PgError) => {
@@ -106,7 +104,7 @@ const makeWrite = (pg: Pg["Type"]) => {
       })
     )
 
-  const write = (batch: ReadonlyArray<Position>): Effect.Effect<Array<Outcome>> =>
+  const write = (batch: ReadonlyArray<string>): Effect.Effect<Array<Outcome>> =>
     Effect.tap(split(batch), (results) => {
       const stuck = results.filter((o): o is Extract<Outcome, { _tag: "Failed" }> => o._tag === "Failed" && !o.permanent)
       return stuck.length === 0

@@ -14,6 +14,8 @@ export const makeMemoryConsumer = Effect.gen(function*() {
   const reads = yield* Queue.unbounded<Chunk.Chunk<StreamEntry> | null>()
   const acked = yield* Ref.make<ReadonlyArray<string>>([])
   const letters = yield* Ref.make<ReadonlyArray<DeadLetter>>([])
+  // Like the Redis consumer, a letter without a payload gets the entry's own.
+  const payloads = new Map<string, string | undefined>()
   const entries = Stream.fromQueue(reads).pipe(
     Stream.takeWhile((c): c is Chunk.Chunk<StreamEntry> => c !== null),
     Stream.flattenChunks
@@ -22,12 +24,16 @@ export const makeMemoryConsumer = Effect.gen(function*() {
     entries,
     ack: (ids) => Ref.update(acked, (all) => [...all, ...ids]),
     deadLetter: (ls) =>
-      Ref.update(letters, (all) => [...all, ...ls]).pipe(
+      Ref.update(letters, (all) => [...all, ...ls.map((l) => ({ ...l, payload: l.payload ?? payloads.get(l.id) }))]).pipe(
         Effect.zipRight(Ref.update(acked, (all) => [...all, ...ls.map((l) => l.id)]))
       )
   })
   return {
-    read: (es) => Queue.offer(reads, Chunk.fromIterable(es)).pipe(Effect.asVoid),
+    read: (es) =>
+      Effect.suspend(() => {
+        for (const e of es) payloads.set(e.id, e.payload)
+        return Queue.offer(reads, Chunk.fromIterable(es))
+      }).pipe(Effect.asVoid),
     end: Queue.offer(reads, null).pipe(Effect.asVoid),
     acked: Ref.get(acked),
     deadLetters: Ref.get(letters),

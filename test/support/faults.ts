@@ -285,6 +285,8 @@ interface Plan {
   readonly distinct: number
   /** Stream entry id → pattern its dead letter's reason must match. */
   readonly deadLetters: Map<string, RegExp>
+  /** Stream entry id → its payload field ("" when it has none), which its dead letter must carry. */
+  readonly payloads: Map<string, string>
 }
 
 const ANY_REASON = /\S/
@@ -295,8 +297,10 @@ export const plan = (t: TestEnvironment, expectations: Expectations = {}) =>
     const valid: Array<string> = []
     const keys = new Set<string>()
     const deadLetters = new Map<string, RegExp>()
+    const payloads = new Map<string, string>()
     for (const { id, fields } of entries) {
       const payload = fields.get("payload")
+      payloads.set(id, payload ?? "")
       const decoded = decodePayload(payload)
       if (decoded._tag === "Left") {
         deadLetters.set(id, ANY_REASON)
@@ -308,9 +312,9 @@ export const plan = (t: TestEnvironment, expectations: Expectations = {}) =>
         continue
       }
       valid.push(payload!)
-      keys.add(`${decoded.right.device_id}|${decoded.right.timestamp.getTime()}`)
+      keys.add(`${decoded.right.position.device_id}|${decoded.right.position.timestamp.getTime()}`)
     }
-    return { sent: entries.length, valid, distinct: keys.size, deadLetters }
+    return { sent: entries.length, valid, distinct: keys.size, deadLetters, payloads }
   })
 
 export interface Figures {
@@ -412,6 +416,8 @@ export const verifyPromise = (t: TestEnvironment, label: string, expectations: E
     for (const l of letters) {
       const source = l.fields.get("source_id") ?? ""
       bySource.set(source, [...(bySource.get(source) ?? []), l.fields.get("error") ?? ""])
+      // Whether the worker held the payload (invalid) or the copy took it from the stream (refused, poison).
+      expect(l.fields.get("payload"), `payload of the dead letter of ${source}`).toBe(p.payloads.get(source))
     }
     expect([...bySource.keys()].sort()).toEqual([...p.deadLetters.keys()].sort())
     for (const [source, errors] of bySource) {
