@@ -16,17 +16,19 @@ const isNum = (u: unknown): u is number => typeof u === "number" && Number.isFin
 const inRange = (u: unknown, min: number, max: number): u is number => typeof u === "number" && u >= min && u <= max
 const isIntIn = (u: unknown, min: number, max: number): u is number => Number.isInteger(u) && (u as number) >= min && (u as number) <= max
 
-// Attribute names repeat from record to record (IO element ids): their JSON is made once. Bounded, so a
-// producer inventing names cannot grow it without end; past the bound, names are simply serialized.
+// Attribute names repeat from record to record (IO element ids): the JSON that opens each member
+// (`"16":`, and `,"16":` after the first) is made once. Bounded, so a producer inventing names cannot grow
+// it without end; past the bound, names are simply serialized.
 const KEY_JSON_LIMIT = 10_000
-const keyJsonCache = new Map<string, string>()
-const keyJson = (key: string): string => {
-  let json = keyJsonCache.get(key)
-  if (json === undefined) {
-    json = JSON.stringify(key)
-    if (keyJsonCache.size < KEY_JSON_LIMIT) keyJsonCache.set(key, json)
+const memberStart = new Map<string, readonly [first: string, rest: string]>()
+const memberOpening = (key: string, first: boolean): string => {
+  let known = memberStart.get(key)
+  if (known === undefined) {
+    const json = JSON.stringify(key) + ":"
+    known = [json, "," + json]
+    if (memberStart.size < KEY_JSON_LIMIT) memberStart.set(key, known)
   }
-  return json
+  return first ? known[0] : known[1]
 }
 
 // Validates and builds the stored JSON in one pass over the object JSON.parse made, and keeps that object:
@@ -37,6 +39,7 @@ const fastAttributes = (u: unknown, owned: boolean): readonly [Record<string, At
   if (typeof u !== "object" || u === null || Array.isArray(u)) return undefined
   const source = u as Record<string, unknown>
   let json = "{"
+  let first = true
   let sentinels: Array<string> | undefined
   let resolved: Array<AttributeValue> | undefined
   for (const key in source) {
@@ -65,7 +68,9 @@ const fastAttributes = (u: unknown, owned: boolean): readonly [Record<string, At
       default:
         return undefined
     }
-    json += (json.length > 1 ? "," : "") + keyJson(key) + ":" + text
+    json += memberOpening(key, first)
+    json += text
+    first = false
   }
   // A caller's object is copied rather than changed.
   const target = owned ? source : { ...source }
