@@ -3,7 +3,7 @@ import { pipeline } from "node:stream/promises"
 import pg from "pg"
 import { from as copyFrom } from "pg-copy-streams"
 import type { Decoded } from "../src/position/decode.js"
-import { toCopyRow } from "../src/writer/copyFormat.js"
+import { copyText, toCopyRow } from "../src/writer/copyFormat.js"
 import { COPY, CREATE_STAGING, INSERT } from "../src/writer/Writer.js"
 import { applyMigration, freshDatabase, ingestStats, load, log } from "./infra.js"
 
@@ -34,12 +34,12 @@ export const copyBatches = (positions: ReadonlyArray<Decoded>): CopyBatches => {
   const started = performance.now()
   const batches: Array<Buffer> = []
   for (let from = 0; from < positions.length; from += BATCH) {
-    let text = ""
+    const rows: Array<string> = []
     for (let i = from, end = Math.min(from + BATCH, positions.length); i < end; i++) {
       const d = positions[i]!
-      text += toCopyRow(d.position, d.attributesJson)
+      rows.push(toCopyRow(d.position, d.attributesJson))
     }
-    batches.push(Buffer.from(text))
+    batches.push(Buffer.from(copyText(rows)))
   }
   const formatMicrosPerRow = ((performance.now() - started) * 1000) / positions.length
   log(`COPY text for ${positions.length} rows built in ${((performance.now() - started) / 1000).toFixed(1)} s (${formatMicrosPerRow.toFixed(1)} µs/row, not timed below)`)

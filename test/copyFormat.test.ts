@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
 import type { AttributeValue, Position } from "../src/position/Position.js"
 import { attributesJson } from "../src/position/attributesJson.js"
-import { escapeCopy, escapeJsonCopy, keyOf, rowKey, toCopyRow } from "../src/writer/copyFormat.js"
+import { copyText, escapeCopy, escapeJsonCopy, keyOf, rowKey, toCopyRow } from "../src/writer/copyFormat.js"
 
 /** What PostgreSQL's COPY text format reads back from an escaped column. */
 const unescapeCopy = (s: string): string =>
@@ -125,11 +125,11 @@ describe("attributesJson", () => {
 })
 
 describe("toCopyRow", () => {
-  it("writes 11 tab-separated columns ending in one newline", () => {
+  it("writes 11 tab-separated columns; copyText ends every row with one newline", () => {
     const row = toCopyRow(position())
-    expect(row.endsWith("\n")).toBe(true)
-    expect(row.indexOf("\n")).toBe(row.length - 1)
-    const columns = row.slice(0, -1).split("\t")
+    expect(row).not.toMatch(/[\n\r]/)
+    expect(copyText([row, row])).toBe(`${row}\n${row}\n`)
+    const columns = row.split("\t")
     expect(columns).toEqual([
       "356307042441013",
       "2026-05-01T10:00:00.250Z",
@@ -148,8 +148,8 @@ describe("toCopyRow", () => {
   it("escapes the device id and the attributes so a row stays one line of 11 columns", () => {
     const p = position({ device_id: "dev\t1\\x", attributes: { note: "line1\nline2\ttab \\ back" } })
     const row = toCopyRow(p)
-    expect(row.slice(0, -1)).not.toMatch(/[\n\r]/)
-    const columns = row.slice(0, -1).split("\t")
+    expect(row).not.toMatch(/[\n\r]/)
+    const columns = row.split("\t")
     expect(columns).toHaveLength(11)
     expect(unescapeCopy(columns[0]!)).toBe("dev\t1\\x")
     expect(JSON.parse(unescapeCopy(columns[10]!))).toEqual({ note: "line1\nline2\ttab \\ back" })

@@ -4,7 +4,7 @@ import { Context, Effect, Layer } from "effect"
 import type pg from "pg"
 import { from as copyFrom } from "pg-copy-streams"
 import { Pg, type PgError } from "../postgres/Pg.js"
-import { keyOf, rowKey } from "./copyFormat.js"
+import { copyText, keyOf, rowKey } from "./copyFormat.js"
 
 export type Outcome =
   | { readonly _tag: "Inserted" }
@@ -20,7 +20,7 @@ export class Writer extends Context.Tag("processor/Writer")<Writer, {
    * Writes a batch idempotently on (device_id, ts) and tells, per record and in order, what happened.
    * Never fails: failures are outcomes. Transient database trouble is retried inside (the call waits).
    *
-   * Records come as their COPY lines (`toCopyRow`), made when they are decoded: a batch waiting for the
+   * Records come as their COPY rows (`toCopyRow`), made when they are decoded: a batch waiting for the
    * database then holds one string per record, not the positions, which can be collected young.
    */
   readonly write: (rows: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Outcome>>
@@ -51,7 +51,7 @@ const INSERTED_HERE = `SELECT s.device_id, (extract(epoch FROM s.ts) * 1000)::fl
 
 /** Writes the batch; returns the keys it inserted, or "all" when every record was inserted. */
 const copyInsert = async (client: pg.PoolClient, batch: ReadonlyArray<string>): Promise<Set<string> | "all"> => {
-  await pipeline(Readable.from([batch.join("")]), client.query(copyFrom(COPY)))
+  await pipeline(Readable.from([copyText(batch)]), client.query(copyFrom(COPY)))
   const result = await client.query(INSERT)
   if (result.rowCount === batch.length) return "all"
   const here = await client.query<[string, number]>({ text: INSERTED_HERE, rowMode: "array" })
