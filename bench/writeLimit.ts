@@ -3,7 +3,7 @@ import { pipeline } from "node:stream/promises"
 import pg from "pg"
 import { from as copyFrom } from "pg-copy-streams"
 import type { Decoded } from "../src/position/decode.js"
-import { copyText, toCopyRow } from "../src/writer/copyFormat.js"
+import { copyData, type CopyRow, RowEncoder } from "../src/writer/copyBinary.js"
 import { COPY, CREATE_STAGING, INSERT } from "../src/writer/Writer.js"
 import { applyMigration, freshDatabase, ingestStats, load, log } from "./infra.js"
 
@@ -25,30 +25,31 @@ export interface WriteLimitVariant {
 export interface CopyBatches {
   readonly batches: ReadonlyArray<Buffer>
   readonly rows: number
-  /** Building the COPY text with the worker's formatter (toCopyRow) and encoding it, µs per row. */
+  /** Encoding the rows with the worker's own encoder (RowEncoder) into COPY data, µs per row. */
   readonly formatMicrosPerRow: number
 }
 
-/** The COPY text of every batch, built once with the worker's own formatter, outside any timed write. */
+/** The binary COPY data of every batch, built once with the worker's own encoder, outside any timed write. */
 export const copyBatches = (positions: ReadonlyArray<Decoded>): CopyBatches => {
   const started = performance.now()
   const batches: Array<Buffer> = []
+  const encoder = new RowEncoder()
   for (let from = 0; from < positions.length; from += BATCH) {
-    const rows: Array<string> = []
+    const rows: Array<CopyRow> = []
     for (let i = from, end = Math.min(from + BATCH, positions.length); i < end; i++) {
       const d = positions[i]!
-      rows.push(toCopyRow(d.position, d.attributesJson))
+      rows.push(encoder.encode(d.position, d.attributesJson))
     }
-    batches.push(Buffer.from(copyText(rows)))
+    batches.push(copyData(rows))
   }
   const formatMicrosPerRow = ((performance.now() - started) * 1000) / positions.length
-  log(`COPY text for ${positions.length} rows built in ${((performance.now() - started) / 1000).toFixed(1)} s (${formatMicrosPerRow.toFixed(1)} µs/row, not timed below)`)
+  log(`COPY data for ${positions.length} rows built in ${((performance.now() - started) / 1000).toFixed(1)} s (${formatMicrosPerRow.toFixed(1)} µs/row, not timed below)`)
   return { batches, rows: positions.length, formatMicrosPerRow }
 }
 
 /**
  * Writes the batches into a fresh database, one transaction each: BEGIN; COPY into the session's staging table;
- * INSERT … SELECT … ON CONFLICT DO NOTHING; COMMIT. The COPY text is ready beforehand, so the clock covers only
+ * INSERT … SELECT … ON CONFLICT DO NOTHING; COMMIT. The COPY data is ready beforehand, so the clock covers only
  * the round trips and PostgreSQL's work: the most the database takes in by this path on this machine.
  */
 export const writeLimitVariant = async (

@@ -3,19 +3,19 @@ import { Chunk, Effect, Fiber, Layer, Option, Ref, TestClock } from "effect"
 import * as Pipeline from "../src/pipeline/Pipeline.js"
 import { DeviceState } from "../src/state/DeviceState.js"
 import { LatestPositions } from "../src/state/LatestPositions.js"
-import { rowKey } from "../src/writer/copyFormat.js"
+import { type CopyRow, readKey, rowKey } from "../src/writer/copyBinary.js"
 import { Duplicate, Inserted, type Outcome, Writer } from "../src/writer/Writer.js"
 import { entry, makeMemoryConsumer, position } from "./support/MemoryConsumer.js"
 import { configLayer } from "./support/testConfig.js"
 
-/** What the writer is given, read back from a COPY line: the key columns. */
+/** What the writer is given, read back from an encoded row: the key columns. */
 interface Written {
   readonly device_id: string
   readonly timestamp: number
 }
-const fromRow = (row: string): Written => {
-  const [deviceId, ts] = row.split("\t", 2)
-  return { device_id: deviceId!, timestamp: Date.parse(ts!) }
+const fromRow = (row: CopyRow): Written => {
+  const { deviceId, ms } = readKey(row)
+  return { device_id: deviceId, timestamp: ms }
 }
 
 // A writer with the semantics of the real one, decided by device id: "fail…" cannot be written now,
@@ -23,7 +23,7 @@ const fromRow = (row: string): Written => {
 const makeFakeWriter = Effect.gen(function*() {
   const batches = yield* Ref.make<ReadonlyArray<ReadonlyArray<Written>>>([])
   const stored = new Set<string>()
-  const write = (batch: ReadonlyArray<string>) =>
+  const write = (batch: ReadonlyArray<CopyRow>) =>
     Ref.update(batches, (all) => [...all, batch.map(fromRow)]).pipe(
       Effect.as(batch.map((row): Outcome => {
         const deviceId = fromRow(row).device_id

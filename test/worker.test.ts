@@ -5,7 +5,8 @@ import type { Position } from "../src/position/Position.js"
 import { Pg } from "../src/postgres/Pg.js"
 import { DeviceState } from "../src/state/DeviceState.js"
 import { LatestPositions } from "../src/state/LatestPositions.js"
-import { toCopyRow } from "../src/writer/copyFormat.js"
+import { RowEncoder } from "../src/writer/copyBinary.js"
+import { attributesJson } from "../src/position/attributesJson.js"
 import { type Outcome, Writer } from "../src/writer/Writer.js"
 import { generatePayloads } from "../src/simulate/Generator.js"
 import { publish } from "../src/simulate/Publish.js"
@@ -260,8 +261,10 @@ describe("Writer on a real database", () => {
       yield* Fiber.interrupt(fiber)
       const context = yield* Layer.build(Writer.layer.pipe(Layer.provide(Pg.layer), Layer.provide(configLayer(t.env))))
       const writer = Context.get(context, Writer)
+      const encoder = new RowEncoder()
+      const encode = (p: Position) => encoder.encode(p, attributesJson(p.attributes))
       const at = (deviceId: string, second: number, event_id = 0) =>
-        toCopyRow(decoded(deviceId, new Date(Date.UTC(2026, 4, 1, 10, 0, second)).toISOString(), {
+        encode(decoded(deviceId, new Date(Date.UTC(2026, 4, 1, 10, 0, second)).toISOString(), {
           event_id,
           attributes: { "78": 18446744073709551615n, "385": new Uint8Array([1, 2, 3]) }
         }))

@@ -4,17 +4,17 @@ import { Consumer, type DeadLetter, type StreamEntry } from "../consumer/Consume
 import * as Metrics from "../observability/Metrics.js"
 import { decodePayload } from "../position/decode.js"
 import { DeviceState } from "../state/DeviceState.js"
-import { toCopyRow } from "../writer/copyFormat.js"
+import { type CopyRow, RowEncoder } from "../writer/copyBinary.js"
 import { Writer } from "../writer/Writer.js"
 import { type Accepted, DomainStage } from "./DomainStage.js"
 
 /**
- * A record past the domain stage, waiting for the writer: its entry id and its COPY line, nothing else.
+ * A record past the domain stage, waiting for the writer: its entry id and its encoded row, nothing else.
  * What waits is what survives young-generation collections; positions and payloads are left behind.
  */
 interface Queued {
   readonly id: string
-  readonly row: string
+  readonly row: CopyRow
 }
 
 /** Milliseconds in a stream entry id ("<ms>-<seq>"): when Redis accepted the entry. */
@@ -33,6 +33,8 @@ export const run = Effect.gen(function*() {
   const state = yield* DeviceState
   const writer = yield* Writer
   const stage = yield* DomainStage
+  // Used only by `accept`, which runs on one fiber at a time.
+  const encoder = new RowEncoder()
 
   const deadLetter = (letters: ReadonlyArray<DeadLetter>) =>
     consumer.deadLetter(letters).pipe(
@@ -65,7 +67,7 @@ export const run = Effect.gen(function*() {
       const queued = new Array<Queued>(staged.length)
       for (let i = 0; i < staged.length; i++) {
         const record = staged[i]!
-        queued[i] = { id: record.id, row: toCopyRow(record.position, record.attributesJson) }
+        queued[i] = { id: record.id, row: encoder.encode(record.position, record.attributesJson) }
       }
       return Chunk.unsafeFromArray(queued)
     })

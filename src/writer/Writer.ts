@@ -4,7 +4,7 @@ import { Context, Effect, Layer } from "effect"
 import type pg from "pg"
 import { from as copyFrom } from "pg-copy-streams"
 import { Pg, type PgError } from "../postgres/Pg.js"
-import { copyText, keyOf, rowKey } from "./copyFormat.js"
+import { copyData, type CopyRow, keyOf, rowKey } from "./copyBinary.js"
 
 export type Outcome =
   | { readonly _tag: "Inserted" }
@@ -20,24 +20,26 @@ export class Writer extends Context.Tag("processor/Writer")<Writer, {
    * Writes a batch idempotently on (device_id, ts) and tells, per record and in order, what happened.
    * Never fails: failures are outcomes. Transient database trouble is retried inside (the call waits).
    *
-   * Records come as their COPY rows (`toCopyRow`), made when they are decoded: a batch waiting for the
-   * database then holds one string per record, not the positions, which can be collected young.
+   * Records come as their binary COPY rows (`RowEncoder`), made right after the domain stage: a batch
+   * waiting for the database then holds a few bytes per record, not the positions, which die young.
    */
-  readonly write: (rows: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Outcome>>
+  readonly write: (rows: ReadonlyArray<CopyRow>) => Effect.Effect<ReadonlyArray<Outcome>>
 }>() {
   static readonly layer = Layer.effect(Writer, Effect.map(Pg, (pg) => Writer.of({ write: makeWrite(pg) })))
 }
 
 export const COLUMNS = "device_id, ts, latitude, longitude, altitude, angle, speed, satellites, priority, event_id, attributes"
 
-// A session-local staging table: COPY into it is the cheapest way to move rows into PostgreSQL, and the
-// INSERT … SELECT from it keeps the write idempotent. ON COMMIT DELETE ROWS empties it after every batch.
+// A session-local staging table: binary COPY into it is the cheapest way to move rows into PostgreSQL, and
+// the INSERT … SELECT from it keeps the write idempotent. ON COMMIT DELETE ROWS empties it after every batch.
+// event_id is bigint here so that a value too large for positions.event_id fails in the INSERT, as a data
+// error (22003) naming the value, like any other value the table refuses.
 export const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS positions_staging (
   device_id text, ts timestamptz, latitude double precision, longitude double precision,
   altitude double precision, angle double precision, speed double precision,
-  satellites smallint, priority smallint, event_id integer, attributes jsonb
+  satellites smallint, priority smallint, event_id bigint, attributes jsonb
 ) ON COMMIT DELETE ROWS`
-export const COPY = `COPY positions_staging (${COLUMNS}) FROM STDIN`
+export const COPY = `COPY positions_staging (${COLUMNS}) FROM STDIN (FORMAT binary)`
 // A duplicate key inside one batch is fine: DO NOTHING skips the second row like any other conflict.
 // No RETURNING: it costs PostgreSQL about a tenth of its write time, and in the common case (no duplicates)
 // the row count alone says every record was inserted.
@@ -50,8 +52,8 @@ const INSERTED_HERE = `SELECT s.device_id, (extract(epoch FROM s.ts) * 1000)::fl
   WHERE p.xmin::text::bigint = txid_current() % 4294967296`
 
 /** Writes the batch; returns the keys it inserted, or "all" when every record was inserted. */
-const copyInsert = async (client: pg.PoolClient, batch: ReadonlyArray<string>): Promise<Set<string> | "all"> => {
-  await pipeline(Readable.from([copyText(batch)]), client.query(copyFrom(COPY)))
+const copyInsert = async (client: pg.PoolClient, batch: ReadonlyArray<CopyRow>): Promise<Set<string> | "all"> => {
+  await pipeline(Readable.from([copyData(batch)]), client.query(copyFrom(COPY)))
   const result = await client.query(INSERT)
   if (result.rowCount === batch.length) return "all"
   const here = await client.query<[string, number]>({ text: INSERTED_HERE, rowMode: "array" })
@@ -61,7 +63,7 @@ const copyInsert = async (client: pg.PoolClient, batch: ReadonlyArray<string>): 
 }
 
 const makeWrite = (pg: Pg["Type"]) => {
-  const attempt = (batch: ReadonlyArray<string>) =>
+  const attempt = (batch: ReadonlyArray<CopyRow>) =>
     pg.retryTransient(
       Effect.suspend(() =>
         pg.transaction("write batch", async (client) => {
@@ -73,7 +75,7 @@ const makeWrite = (pg: Pg["Type"]) => {
       )
     )
 
-  const outcomes = (batch: ReadonlyArray<string>, inserted: Set<string> | "all"): Array<Outcome> =>
+  const outcomes = (batch: ReadonlyArray<CopyRow>, inserted: Set<string> | "all"): Array<Outcome> =>
     inserted === "all" ? batch.map(() => Inserted) : batch.map((row) => {
       const key = rowKey(row)
       // The first record with a key takes the insert; any later copy in the same batch is a duplicate.
@@ -85,7 +87,7 @@ const makeWrite = (pg: Pg["Type"]) => {
   // record stays pending and comes back through a reclaim until MAX_DELIVERIES): one record that cannot be
   // written must not hold back the good records that happened to share its batch. A systemic error (a
   // missing table, a privilege) would fail every half alike: the batch stays pending as a whole.
-  const split = (batch: ReadonlyArray<string>): Effect.Effect<Array<Outcome>> =>
+  const split = (batch: ReadonlyArray<CopyRow>): Effect.Effect<Array<Outcome>> =>
     attempt(batch).pipe(
       Effect.map((inserted) => outcomes(batch, inserted)),
       Effect.catchAll((error: PgError) => {
@@ -104,7 +106,7 @@ const makeWrite = (pg: Pg["Type"]) => {
       })
     )
 
-  const write = (batch: ReadonlyArray<string>): Effect.Effect<Array<Outcome>> =>
+  const write = (batch: ReadonlyArray<CopyRow>): Effect.Effect<Array<Outcome>> =>
     Effect.tap(split(batch), (results) => {
       const stuck = results.filter((o): o is Extract<Outcome, { _tag: "Failed" }> => o._tag === "Failed" && !o.permanent)
       return stuck.length === 0

@@ -1,0 +1,129 @@
+import type { Position } from "../position/Position.js"
+
+// PostgreSQL's binary COPY format (https://www.postgresql.org/docs/current/sql-copy.html, "Binary Format"):
+// a signature, then per row a 16-bit field count and, per field, a 32-bit byte length and the value in the
+// type's binary form (big-endian). Numbers go over as their IEEE bytes: no number is formatted as text on
+// this side or parsed on the server's, and no value needs escaping.
+
+/** Signature, flags (0), header extension length (0). */
+export const COPY_HEADER = Buffer.concat([Buffer.from("PGCOPY\n\xff\r\n\0", "latin1"), Buffer.alloc(8)])
+/** A field count of -1 ends the data. */
+export const COPY_TRAILER = Buffer.from([0xff, 0xff])
+
+const FIELDS = 11
+// Field count, 11 lengths, ts, five doubles, two smallints, event_id (bigint), the jsonb version byte.
+const FIXED_BYTES = 2 + FIELDS * 4 + 8 + 5 * 8 + 2 + 2 + 8 + 1
+const POSTGRES_EPOCH_MS = 946_684_800_000
+const TWO_32 = 4_294_967_296
+
+/** One encoded row: bytes `start` to `end` of `block`. Many rows share a block. */
+export interface CopyRow {
+  readonly block: Buffer
+  readonly start: number
+  readonly end: number
+}
+
+// A safe integer as int64.
+const writeInt64 = (buf: Buffer, value: number, at: number): void => {
+  const high = Math.floor(value / TWO_32)
+  buf.writeInt32BE(high, at)
+  buf.writeUInt32BE(value - high * TWO_32, at + 4)
+}
+
+// timestamptz: microseconds since 2000-01-01 UTC as int64. In doubles while that is exact (within some 285
+// years of 2000), in BigInt beyond.
+const writeTimestamp = (buf: Buffer, ms: number, at: number): void => {
+  const micros = (ms - POSTGRES_EPOCH_MS) * 1000
+  if (Number.isSafeInteger(micros)) writeInt64(buf, micros, at)
+  else buf.writeBigInt64BE(BigInt(ms - POSTGRES_EPOCH_MS) * 1000n, at)
+}
+
+/**
+ * Encodes rows into shared blocks, in the column order of Writer.COLUMNS and the types of its staging
+ * table. One encoder per pipeline: it is not for concurrent use.
+ */
+export class RowEncoder {
+  private block: Buffer = Buffer.alloc(0)
+  private offset = 0
+
+  constructor(private readonly blockBytes = 256 * 1024) {}
+
+  encode(p: Position, attributesJson: string): CopyRow {
+    // UTF-8 takes at most three bytes per UTF-16 unit.
+    const bound = FIXED_BYTES + 3 * (p.device_id.length + attributesJson.length)
+    if (this.offset + bound > this.block.length) {
+      this.block = Buffer.allocUnsafeSlow(Math.max(this.blockBytes, bound))
+      this.offset = 0
+    }
+    const b = this.block
+    const start = this.offset
+    let at = start
+    b.writeInt16BE(FIELDS, at)
+    at += 2
+    const idBytes = b.write(p.device_id, at + 4, "utf8")
+    b.writeInt32BE(idBytes, at)
+    at += 4 + idBytes
+    b.writeInt32BE(8, at)
+    writeTimestamp(b, p.timestamp.getTime(), at + 4)
+    at += 12
+    // `+ 0` stores JSON's -0 as 0, as the text form did.
+    at = b.writeInt32BE(8, at)
+    at = b.writeDoubleBE(p.latitude + 0, at)
+    at = b.writeInt32BE(8, at)
+    at = b.writeDoubleBE(p.longitude + 0, at)
+    at = b.writeInt32BE(8, at)
+    at = b.writeDoubleBE(p.altitude + 0, at)
+    at = b.writeInt32BE(8, at)
+    at = b.writeDoubleBE(p.angle + 0, at)
+    at = b.writeInt32BE(8, at)
+    at = b.writeDoubleBE(p.speed + 0, at)
+    at = b.writeInt32BE(2, at)
+    at = b.writeInt16BE(p.satellites, at)
+    at = b.writeInt32BE(2, at)
+    at = b.writeInt16BE(p.priority, at)
+    at = b.writeInt32BE(8, at)
+    writeInt64(b, p.event_id, at)
+    at += 8
+    // jsonb: a version byte (1), then the JSON text.
+    b[at + 4] = 1
+    const jsonBytes = b.write(attributesJson, at + 5, "utf8")
+    b.writeInt32BE(1 + jsonBytes, at)
+    at += 5 + jsonBytes
+    this.offset = at
+    return { block: b, start, end: at }
+  }
+}
+
+/** The COPY data of a batch: header, rows, trailer, in one buffer (rows adjacent in a block are copied at once). */
+export const copyData = (rows: ReadonlyArray<CopyRow>): Buffer => {
+  let size = COPY_HEADER.length + COPY_TRAILER.length
+  for (const r of rows) size += r.end - r.start
+  const out = Buffer.allocUnsafe(size)
+  let at = COPY_HEADER.copy(out, 0)
+  let i = 0
+  while (i < rows.length) {
+    const first = rows[i]!
+    let end = first.end
+    while (++i < rows.length && rows[i]!.block === first.block && rows[i]!.start === end) end = rows[i]!.end
+    at += first.block.copy(out, at, first.start, end)
+  }
+  COPY_TRAILER.copy(out, at)
+  return out
+}
+
+/** The key (device_id, ts) of a row, read back from its bytes, as `keyOf` writes it. */
+export const rowKey = (row: CopyRow): string => {
+  const { deviceId, ms } = readKey(row)
+  return keyOf(deviceId, ms)
+}
+
+/** The device id and timestamp (ms) of an encoded row. */
+export const readKey = (row: CopyRow): { readonly deviceId: string; readonly ms: number } => {
+  const b = row.block
+  const idBytes = b.readInt32BE(row.start + 2)
+  const idAt = row.start + 6
+  const micros = b.readBigInt64BE(idAt + idBytes + 4)
+  return { deviceId: b.toString("utf8", idAt, idAt + idBytes), ms: Number(micros / 1000n) + POSTGRES_EPOCH_MS }
+}
+
+export const keyOf = (deviceId: string, ms: number): string => `${deviceId}\u0000${ms}`
