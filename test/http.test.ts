@@ -4,7 +4,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Logger, LogLevel, Redacted } from "effect"
 import pg from "pg"
 import { bearerMatches, deviceJson } from "../src/http/Http.js"
-import type { Position } from "../src/position/Position.js"
+import { attributesJson } from "../src/position/attributesJson.js"
+import type { LastPosition } from "../src/state/DeviceState.js"
 import { generatePayloads } from "../src/simulate/Generator.js"
 import { publish } from "../src/simulate/Publish.js"
 import * as Worker from "../src/Worker.js"
@@ -122,7 +123,7 @@ describe("bearer token check", () => {
 
 describe("device JSON", () => {
   it("has an ISO timestamp, bigints as decimal strings and bytes as hex", () => {
-    const p: Position = {
+    const p: LastPosition = {
       device_id: "dev-1",
       timestamp: new Date("2026-05-01T10:00:03.000Z"),
       latitude: 54.1,
@@ -133,10 +134,10 @@ describe("device JSON", () => {
       satellites: 9,
       priority: 1,
       event_id: 0,
-      attributes: { "16": 123, "78": 18446744073709551615n, "385": new Uint8Array([1, 2, 255]), "1": true, "256": "VIN" }
+      attributesJson: attributesJson({ "16": 123, "78": 18446744073709551615n, "385": new Uint8Array([1, 2, 255]), "1": true, "256": "VIN" })
     }
     const out = deviceJson("dev-1", { last_position: p, last_seen_at: new Date("2026-05-01T10:00:04.000Z"), position_count_session: 3 })
-    expect(JSON.parse(JSON.stringify(out))).toEqual({
+    expect(JSON.parse(out)).toEqual({
       device_id: "dev-1",
       last_position: {
         timestamp: "2026-05-01T10:00:03.000Z",
@@ -148,12 +149,14 @@ describe("device JSON", () => {
         satellites: 9,
         priority: 1,
         event_id: 0,
-        attributes: { "16": 123, "78": "18446744073709551615", "385": "0102ff", "1": true, "256": "VIN" }
+        attributes: { "16": 123, "78": 18446744073709552000, "385": "0102ff", "1": true, "256": "VIN" }
       },
       last_seen_at: "2026-05-01T10:00:04.000Z",
       position_count_session: 3
     })
-    expect(deviceJson("d", { last_position: undefined, last_seen_at: new Date(0), position_count_session: 0 }).last_position).toBeNull()
+    // The text keeps every digit: the attributes are spliced in as stored.
+    expect(out).toContain(`"attributes":{"1":true,"16":123,"78":18446744073709551615,"256":"VIN","385":"0102ff"}}`)
+    expect(JSON.parse(deviceJson("d", { last_position: undefined, last_seen_at: new Date(0), position_count_session: 0 })).last_position).toBeNull()
   })
 })
 
@@ -280,7 +283,7 @@ describe("HTTP endpoints of a running worker", () => {
       expect(device.position_count_session).toBe(3)
       expect(new Date(device.last_seen_at).toISOString()).toBe(device.last_seen_at)
       // position(): "78" is {"__bigint":"18446744073709551615"} and "385" is {"__bytes":"AQID"} on the wire.
-      expect(device.last_position.attributes).toEqual({ "16": 123456, "78": "18446744073709551615", "385": "010203" })
+      expect(found.body).toContain(`"attributes":{"16":123456,"78":18446744073709551615,"385":"010203"}`)
 
       const refused = yield* get(port, "/devices/dev-ooo")
       expect(refused.status).toBe(401)

@@ -199,6 +199,10 @@ describe("worker against real Redis and PostgreSQL", () => {
 })
 
 describe("DeviceState on a real database", () => {
+  const observed = (deviceId: string, iso: string) => {
+    const position = decoded(deviceId, iso)
+    return { position, attributesJson: attributesJson(position.attributes) }
+  }
   const stateWith = (t: TestEnvironment, capacity: number) =>
     Effect.gen(function*() {
       let queries = 0
@@ -227,24 +231,26 @@ describe("DeviceState on a real database", () => {
       const { queries, state } = yield* stateWith(t, 3)
 
       const summary = yield* state.update([
-        decoded("dev-1", "2026-05-01T10:00:00Z"),
-        decoded("dev-2", "2026-05-01T10:00:03Z"),
-        decoded("dev-2", "2026-05-01T10:00:01Z"),
-        decoded("dev-2", "2026-05-01T10:00:02Z")
+        observed("dev-1", "2026-05-01T10:00:00Z"),
+        observed("dev-2", "2026-05-01T10:00:03Z"),
+        observed("dev-2", "2026-05-01T10:00:01Z"),
+        observed("dev-2", "2026-05-01T10:00:02Z")
       ])
       expect(queries()).toBe(1)
       expect(summary.late).toBe(3)
       const dev1 = Option.getOrThrow(yield* state.get("dev-1"))
       expect(dev1.last_position?.timestamp.toISOString()).toBe("2026-05-01T12:00:00.000Z")
+      // Hydrated from the table in the same form as live records: the attributes' stored JSON.
+      expect(dev1.last_position?.attributesJson).toBe("{}")
       expect(dev1.position_count_session).toBe(1)
       const dev2 = Option.getOrThrow(yield* state.get("dev-2"))
       expect(dev2.last_position?.timestamp.toISOString()).toBe("2026-05-01T10:00:03.000Z")
       expect(dev2.position_count_session).toBe(3)
 
       // Known devices cost no query; dev-3 and dev-4 push the least recently seen (dev-1) out.
-      yield* state.update([decoded("dev-2", "2026-05-01T10:00:04Z")])
+      yield* state.update([observed("dev-2", "2026-05-01T10:00:04Z")])
       expect(queries()).toBe(1)
-      yield* state.update([decoded("dev-3", "2026-05-01T10:00:00Z"), decoded("dev-4", "2026-05-01T10:00:00Z")])
+      yield* state.update([observed("dev-3", "2026-05-01T10:00:00Z"), observed("dev-4", "2026-05-01T10:00:00Z")])
       expect(queries()).toBe(2)
       expect(yield* state.size).toBe(3)
       expect(Option.isNone(yield* state.get("dev-1"))).toBe(true)

@@ -10,9 +10,7 @@ import { Data, Effect, Layer, Option, Redacted } from "effect"
 import { ProcessorConfig } from "../config/Config.js"
 import { Health } from "../observability/Health.js"
 import { Prometheus } from "../observability/Telemetry.js"
-import { bytesHex } from "../position/attributesJson.js"
-import type { AttributeValue, Position } from "../position/Position.js"
-import { type Device, DeviceState } from "../state/DeviceState.js"
+import { type Device, DeviceState, type LastPosition } from "../state/DeviceState.js"
 
 // The operations endpoints, on one port (HTTP_PORT):
 //   GET /metrics       Prometheus exposition               open
@@ -40,39 +38,16 @@ export const bearerMatches = (header: string | undefined, token: Redacted.Redact
   return timingSafeEqual(sha256(match[1]!), sha256(Redacted.value(token)))
 }
 
-// A device as JSON. Attribute values are scalars: a bigint becomes its exact decimal string (a JSON number
-// would lose digits past 2^53 in most clients) and bytes become lowercase hex, as in the positions table.
-// Devices hydrated from the table already hold those forms (and a bigint past 2^53 as its nearest number).
-const attributeJson = (value: AttributeValue): string | number | boolean =>
-  typeof value === "bigint"
-    ? value.toString()
-    : value instanceof Uint8Array
-    ? bytesHex(value)
-    : value
+// A device as JSON text. The attributes are spliced in as stored (positions.attributes): bigints as exact
+// JSON numbers, bytes as lowercase hex, whether the device was seen live or hydrated from the table.
+const lastPositionJson = ({ attributesJson, device_id: _, timestamp, ...fields }: LastPosition): string =>
+  JSON.stringify({ timestamp: timestamp.toISOString(), ...fields }).slice(0, -1) + `,"attributes":${attributesJson}}`
 
-const positionJson = (p: Position) => {
-  const attributes: Record<string, string | number | boolean> = {}
-  for (const [key, value] of Object.entries(p.attributes)) attributes[key] = attributeJson(value)
-  return {
-    timestamp: p.timestamp.toISOString(),
-    latitude: p.latitude,
-    longitude: p.longitude,
-    altitude: p.altitude,
-    angle: p.angle,
-    speed: p.speed,
-    satellites: p.satellites,
-    priority: p.priority,
-    event_id: p.event_id,
-    attributes
-  }
-}
-
-export const deviceJson = (deviceId: string, device: Device) => ({
-  device_id: deviceId,
-  last_position: device.last_position === undefined ? null : positionJson(device.last_position),
-  last_seen_at: device.last_seen_at.toISOString(),
-  position_count_session: device.position_count_session
-})
+export const deviceJson = (deviceId: string, device: Device): string =>
+  `{"device_id":${JSON.stringify(deviceId)},` +
+  `"last_position":${device.last_position === undefined ? "null" : lastPositionJson(device.last_position)},` +
+  `"last_seen_at":${JSON.stringify(device.last_seen_at.toISOString())},` +
+  `"position_count_session":${device.position_count_session}}`
 
 const notFound = HttpServerResponse.unsafeJson({ error: "not found" }, { status: 404 })
 const unauthorized = HttpServerResponse.unsafeJson({ error: "unauthorized" }, {
@@ -103,7 +78,11 @@ export const router = Effect.gen(function*() {
         if (id === undefined) return notFound
         return Option.match(yield* state.get(id), {
           onNone: () => notFound,
-          onSome: (d) => HttpServerResponse.unsafeJson(deviceJson(id, d), { headers: { "cache-control": "no-store" } })
+          onSome: (d) =>
+            HttpServerResponse.text(deviceJson(id, d), {
+              contentType: "application/json",
+              headers: { "cache-control": "no-store" }
+            })
         })
       })
   })

@@ -62,7 +62,7 @@ export const run = Effect.gen(function*() {
       }
       if (accepted.length === 0) return Chunk.empty<Queued>()
       // State first, as the design says; a domain stage then sees each record with its device's state.
-      yield* state.update(accepted.map((a) => a.position))
+      yield* state.update(accepted)
       const staged = yield* stage.process(accepted)
       const queued = new Array<Queued>(staged.length)
       for (let i = 0; i < staged.length; i++) {

@@ -1,10 +1,10 @@
 import { Context, Effect, Layer } from "effect"
-import type { Position } from "../position/Position.js"
 import { Pg, type PgError } from "../postgres/Pg.js"
+import type { LastPosition } from "./DeviceState.js"
 
 /** The newest stored position of each device: what a device's state starts from after a restart. */
 export class LatestPositions extends Context.Tag("processor/LatestPositions")<LatestPositions, {
-  readonly latest: (deviceIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, Position>, PgError>
+  readonly latest: (deviceIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, LastPosition>, PgError>
 }>() {
   static readonly layer = Layer.effect(
     LatestPositions,
@@ -16,7 +16,7 @@ export class LatestPositions extends Context.Tag("processor/LatestPositions")<La
             pg.query<Row>(
               "hydrate device state",
               `SELECT p.device_id, p.ts, p.latitude, p.longitude, p.altitude, p.angle, p.speed,
-                      p.satellites, p.priority, p.event_id, p.attributes
+                      p.satellites, p.priority, p.event_id, p.attributes::text AS attributes
                  FROM unnest($1::text[]) AS d(id)
                  CROSS JOIN LATERAL (
                    SELECT * FROM positions WHERE device_id = d.id ORDER BY ts DESC LIMIT 1
@@ -39,12 +39,11 @@ interface Row {
   satellites: number
   priority: number
   event_id: number
-  attributes: Record<string, number | string | boolean>
+  /** The stored JSON as text: not parsed, so every digit of a bigint survives. */
+  attributes: string
 }
 
-// Stored attributes are plain JSON: bytes come back as their hex string, and a bigint past 2^53 as the
-// nearest double. Only the in-memory copy is affected; the row keeps the exact values.
-const toPosition = (row: Row): Position => ({
+const toPosition = (row: Row): LastPosition => ({
   device_id: row.device_id,
   timestamp: row.ts,
   latitude: row.latitude,
@@ -55,5 +54,5 @@ const toPosition = (row: Row): Position => ({
   satellites: row.satellites,
   priority: row.priority,
   event_id: row.event_id,
-  attributes: row.attributes
+  attributesJson: row.attributes
 })
