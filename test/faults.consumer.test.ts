@@ -48,3 +48,46 @@ describe("faults: delivery screening", () => {
       expect(Number(((yield* Effect.promise(() => redis.xpending(stream, group))) as [number])[0])).toBe(5)
     }))
 })
+
+describe("dead-letter copy", () => {
+  it.scopedLive("takes a letter's payload from its stream entry when the caller has none, and says when the entry is gone", () =>
+    Effect.gen(function*() {
+      const { redis, stream, dlq, group } = yield* testRedis
+      const [kept, trimmed, given] = yield* Effect.promise(async () => {
+        await redis.xgroup("CREATE", stream, group, "0", "MKSTREAM")
+        const ids = [
+          (await redis.xadd(stream, "*", "payload", "{\"kept\":1}"))!,
+          (await redis.xadd(stream, "*", "payload", "{\"trimmed\":1}"))!,
+          (await redis.xadd(stream, "*", "payload", "{\"given\":1}"))!
+        ]
+        await redis.xreadgroup("GROUP", group, "me", "COUNT", 3, "STREAMS", stream, ">")
+        await redis.xdel(stream, ids[1]!)
+        return ids
+      })
+      const env = { REDIS_STREAM: stream, REDIS_DLQ_STREAM: dlq, REDIS_GROUP: group, REDIS_CONSUMER: "me" }
+      const layer = RedisConsumer.layer.pipe(Layer.provide(Redis.layer(Redacted.make(REDIS_URL))), Layer.provide(configLayer(env)))
+      yield* Effect.flatMap(Consumer, (consumer) =>
+        consumer.deadLetter([
+          { id: kept!, payload: undefined, error: "refused" },
+          { id: trimmed!, payload: undefined, error: "refused" },
+          { id: given!, payload: "as held", error: "invalid" }
+        ])).pipe(Effect.provide(layer))
+
+      const letters = yield* Effect.promise(async () => {
+        const entries = (await redis.xrange(dlq, "-", "+")) as Array<[string, Array<string>]>
+        return entries.map(([, fields]) => {
+          const f = new Map<string, string>()
+          for (let i = 0; i < fields.length; i += 2) f.set(fields[i]!, fields[i + 1]!)
+          return { source: f.get("source_id"), payload: f.get("payload"), error: f.get("error") }
+        })
+      })
+      expect(letters).toEqual([
+        { source: kept, payload: "{\"kept\":1}", error: "refused" },
+        { source: trimmed, payload: "", error: "refused (the entry was trimmed from the stream: payload lost)" },
+        { source: given, payload: "as held", error: "invalid" }
+      ])
+      // Acknowledged with the copy: nothing pending.
+      const pending = (yield* Effect.promise(() => redis.xpending(stream, group))) as [number, ...Array<unknown>]
+      expect(pending[0]).toBe(0)
+    }))
+})

@@ -35,6 +35,7 @@ local copied = 0
 for i = 4, #ARGV, 3 do
   if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
     local payload = ARGV[i + 1]
+    local error = ARGV[i + 2]
     if payload == '' then
       local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
       if #found == 1 then
@@ -42,9 +43,11 @@ for i = 4, #ARGV, 3 do
         for f = 1, #fields, 2 do
           if fields[f] == 'payload' then payload = fields[f + 1] end
         end
+      else
+        error = error .. ' (the entry was trimmed from the stream: payload lost)'
       end
     end
-    redis.call('XADD', KEYS[2], '*', 'payload', payload, 'error', ARGV[i + 2], 'source_id', ARGV[i],
+    redis.call('XADD', KEYS[2], '*', 'payload', payload, 'error', error, 'source_id', ARGV[i],
       'consumer', ARGV[2], 'failed_at', ARGV[3])
     copied = copied + 1
   end
