@@ -1,5 +1,5 @@
 import { Either } from "effect"
-import { attributesJson, attributeValueJson } from "./attributesJson.js"
+import { attributesJson, attributeValueJson, memberOpening } from "./attributesJson.js"
 import { type AttributeValue, decodeAttribute, decodeStrict, FORBIDDEN_ATTRIBUTE, parseInstant, type Position } from "./Position.js"
 
 // The hot path: runs for every record. It accepts exactly what the Schema accepts (property-tested in
@@ -15,21 +15,6 @@ export interface Decoded {
 const isNum = (u: unknown): u is number => typeof u === "number" && Number.isFinite(u)
 const inRange = (u: unknown, min: number, max: number): u is number => typeof u === "number" && u >= min && u <= max
 const isIntIn = (u: unknown, min: number, max: number): u is number => Number.isInteger(u) && (u as number) >= min && (u as number) <= max
-
-// Attribute names repeat from record to record (IO element ids): the JSON that opens each member
-// (`"16":`, and `,"16":` after the first) is made once. Bounded, so a producer inventing names cannot grow
-// it without end; past the bound, names are simply serialized.
-const KEY_JSON_LIMIT = 10_000
-const memberStart = new Map<string, readonly [first: string, rest: string]>()
-const memberOpening = (key: string, first: boolean): string => {
-  let known = memberStart.get(key)
-  if (known === undefined) {
-    const json = JSON.stringify(key) + ":"
-    known = [json, "," + json]
-    if (memberStart.size < KEY_JSON_LIMIT) memberStart.set(key, known)
-  }
-  return first ? known[0] : known[1]
-}
 
 // Validates and builds the stored JSON in one pass over the object JSON.parse made, and keeps that object:
 // an attribute map with numeric keys ("16", "385") is slow to build afresh. Sentinels are resolved in place
