@@ -23,7 +23,7 @@ export class LatestPositions extends Context.Tag("processor/LatestPositions")<La
                  ) AS p`,
               [deviceIds]
             )
-          ).pipe(Effect.map((result) => new Map(result.rows.map((row) => [row.device_id, toPosition(row)]))))
+          ).pipe(Effect.map((result) => new Map(result.rows.map((row) => [row.device_id, toLastPosition(row)]))))
       }))
   )
 }
@@ -43,7 +43,7 @@ interface Row {
   attributes: string
 }
 
-const toPosition = (row: Row): LastPosition => ({
+const toLastPosition = (row: Row): LastPosition => ({
   device_id: row.device_id,
   timestamp: row.ts,
   latitude: row.latitude,
