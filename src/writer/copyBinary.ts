@@ -23,19 +23,40 @@ export interface CopyRow {
   readonly end: number
 }
 
-// A safe integer as int64.
-const writeInt64 = (buf: Buffer, value: number, at: number): void => {
-  const high = Math.floor(value / TWO_32)
-  buf.writeInt32BE(high, at)
-  buf.writeUInt32BE(value - high * TWO_32, at + 4)
+// One field each: its byte length, then the value in the type's binary form. Each returns the offset after it.
+
+const text = (b: Buffer, value: string, at: number): number => {
+  const bytes = b.write(value, at + 4, "utf8")
+  b.writeInt32BE(bytes, at)
+  return at + 4 + bytes
 }
 
-// timestamptz: microseconds since 2000-01-01 UTC as int64. In doubles while that is exact (within some 285
+// jsonb: a version byte (1), then the JSON text.
+const jsonb = (b: Buffer, json: string, at: number): number => {
+  b[at + 4] = 1
+  const bytes = b.write(json, at + 5, "utf8")
+  b.writeInt32BE(1 + bytes, at)
+  return at + 5 + bytes
+}
+
+// `+ 0` stores JSON's -0 as 0, as the text form did.
+const float8 = (b: Buffer, value: number, at: number): number => b.writeDoubleBE(value + 0, b.writeInt32BE(8, at))
+
+const int2 = (b: Buffer, value: number, at: number): number => b.writeInt16BE(value, b.writeInt32BE(2, at))
+
+// A safe integer as int8.
+const int8 = (b: Buffer, value: number, at: number): number => {
+  const high = Math.floor(value / TWO_32)
+  b.writeInt32BE(high, b.writeInt32BE(8, at))
+  return b.writeUInt32BE(value - high * TWO_32, at + 8)
+}
+
+// timestamptz: microseconds since 2000-01-01 UTC as int8. In doubles while that is exact (within some 285
 // years of 2000), in BigInt beyond.
-const writeTimestamp = (buf: Buffer, ms: number, at: number): void => {
+const timestamptz = (b: Buffer, ms: number, at: number): number => {
   const micros = (ms - POSTGRES_EPOCH_MS) * 1000
-  if (Number.isSafeInteger(micros)) writeInt64(buf, micros, at)
-  else buf.writeBigInt64BE(BigInt(ms - POSTGRES_EPOCH_MS) * 1000n, at)
+  if (Number.isSafeInteger(micros)) return int8(b, micros, at)
+  return b.writeBigInt64BE(BigInt(ms - POSTGRES_EPOCH_MS) * 1000n, b.writeInt32BE(8, at))
 }
 
 /**
@@ -57,38 +78,18 @@ export class RowEncoder {
     }
     const b = this.block
     const start = this.offset
-    let at = start
-    b.writeInt16BE(FIELDS, at)
-    at += 2
-    const idBytes = b.write(p.device_id, at + 4, "utf8")
-    b.writeInt32BE(idBytes, at)
-    at += 4 + idBytes
-    b.writeInt32BE(8, at)
-    writeTimestamp(b, p.timestamp.getTime(), at + 4)
-    at += 12
-    // `+ 0` stores JSON's -0 as 0, as the text form did.
-    at = b.writeInt32BE(8, at)
-    at = b.writeDoubleBE(p.latitude + 0, at)
-    at = b.writeInt32BE(8, at)
-    at = b.writeDoubleBE(p.longitude + 0, at)
-    at = b.writeInt32BE(8, at)
-    at = b.writeDoubleBE(p.altitude + 0, at)
-    at = b.writeInt32BE(8, at)
-    at = b.writeDoubleBE(p.angle + 0, at)
-    at = b.writeInt32BE(8, at)
-    at = b.writeDoubleBE(p.speed + 0, at)
-    at = b.writeInt32BE(2, at)
-    at = b.writeInt16BE(p.satellites, at)
-    at = b.writeInt32BE(2, at)
-    at = b.writeInt16BE(p.priority, at)
-    at = b.writeInt32BE(8, at)
-    writeInt64(b, p.event_id, at)
-    at += 8
-    // jsonb: a version byte (1), then the JSON text.
-    b[at + 4] = 1
-    const jsonBytes = b.write(attributesJson, at + 5, "utf8")
-    b.writeInt32BE(1 + jsonBytes, at)
-    at += 5 + jsonBytes
+    let at = b.writeInt16BE(FIELDS, start)
+    at = text(b, p.device_id, at)
+    at = timestamptz(b, p.timestamp.getTime(), at)
+    at = float8(b, p.latitude, at)
+    at = float8(b, p.longitude, at)
+    at = float8(b, p.altitude, at)
+    at = float8(b, p.angle, at)
+    at = float8(b, p.speed, at)
+    at = int2(b, p.satellites, at)
+    at = int2(b, p.priority, at)
+    at = int8(b, p.event_id, at)
+    at = jsonb(b, attributesJson, at)
     this.offset = at
     return { block: b, start, end: at }
   }
