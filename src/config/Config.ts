@@ -22,9 +22,19 @@ export interface Settings {
   readonly maxDeliveries: number
   readonly consumerIdleDelete: Duration.Duration
   readonly retryMaxBackoff: Duration.Duration
+  /** Entries larger than this (bytes of the payload field) are dead-lettered as too large without being parsed. */
+  readonly maxPayloadBytes: number
+  /** How far a record's timestamp may be ahead of its stream id time; zero turns the check off. */
+  readonly maxFutureSkew: Duration.Duration
+  /** Trim the stream of entries older than this that every group has acknowledged; none: no trimming. */
+  readonly streamRetention: Option.Option<Duration.Duration>
+  /** Approximate cap on the dead-letter stream's length; none: no cap. */
+  readonly dlqMaxLen: Option.Option<number>
   readonly logLevel: LogLevel.LogLevel
   readonly logFormat: LogFormat
   readonly shutdownTimeout: Duration.Duration
+  /** Bind address of the HTTP server; none: every interface (Node's default, IPv6 and IPv4). */
+  readonly httpHost: Option.Option<string>
   readonly httpPort: number
   readonly httpAuthToken: Option.Option<Redacted.Redacted>
   readonly otlpEndpoint: Option.Option<string>
@@ -42,6 +52,29 @@ const millis = (name: string, fallback: number, min = 1) =>
     Config.validate({ message: `Expected an integer number of milliseconds ≥ ${min}`, validation: (n) => n >= min }),
     Config.withDefault(fallback),
     Config.map(Duration.millis)
+  )
+
+// "30s", "15m", "24h", "7d", "1h30m", or "0": the forms operators write.
+const DURATION = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/
+
+/** A duration such as "30s", "15m", "24h", "7d" or "1h30m" (largest unit first) in milliseconds; undefined if malformed. */
+export const parseDurationText = (text: string): number | undefined => {
+  if (text === "0") return 0
+  const match = DURATION.exec(text)
+  if (text === "" || match === null) return undefined
+  const [, d, h, m, s] = match
+  const ms = ((Number(d ?? 0) * 24 + Number(h ?? 0)) * 60 + Number(m ?? 0)) * 60_000 + Number(s ?? 0) * 1000
+  return Number.isSafeInteger(ms) ? ms : undefined
+}
+
+const duration = (name: string) =>
+  Config.string(name).pipe(
+    Config.mapOrFail((text) => {
+      const ms = parseDurationText(text.trim())
+      return ms === undefined
+        ? Either.left(ConfigError.InvalidData([], `Expected a duration such as 30s, 15m, 24h or 7d, received ${JSON.stringify(text.slice(0, 40))}`))
+        : Either.right(Duration.millis(ms))
+    })
   )
 
 const LOG_LEVELS: Record<string, LogLevel.LogLevel> = {
@@ -82,6 +115,14 @@ export const settings: Config.Config<Settings> = Config.all({
   maxDeliveries: positive("MAX_DELIVERIES", 5),
   consumerIdleDelete: millis("CONSUMER_IDLE_DELETE_MS", 3_600_000),
   retryMaxBackoff: millis("RETRY_MAX_BACKOFF_MS", 5_000),
+  maxPayloadBytes: positive("MAX_PAYLOAD_BYTES", 65_536),
+  maxFutureSkew: duration("MAX_FUTURE_SKEW").pipe(Config.withDefault(Duration.hours(24))),
+  streamRetention: Config.option(duration("STREAM_RETENTION").pipe(
+    Config.validate({ message: "Expected a duration above zero such as 1h", validation: (d) => Duration.toMillis(d) > 0 })
+  )),
+  dlqMaxLen: Config.option(Config.integer("DLQ_MAXLEN").pipe(
+    Config.validate({ message: "Expected a positive integer", validation: (n) => n > 0 })
+  )),
   logLevel: Config.string("LOG_LEVEL").pipe(
     Config.mapOrFail((text) => {
       const level = LOG_LEVELS[text.toLowerCase()]
@@ -93,6 +134,7 @@ export const settings: Config.Config<Settings> = Config.all({
   ),
   logFormat: Config.literal("json", "pretty")("LOG_FORMAT").pipe(Config.withDefault("json" as const)),
   shutdownTimeout: millis("SHUTDOWN_TIMEOUT_MS", 15_000),
+  httpHost: Config.option(Config.nonEmptyString("HTTP_HOST")),
   httpPort: Config.integer("HTTP_PORT").pipe(
     Config.validate({ message: "Expected a TCP port 0..65535", validation: (n) => n >= 0 && n <= 65535 }),
     Config.withDefault(9464)
