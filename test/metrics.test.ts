@@ -1,3 +1,4 @@
+import { Reason } from "../src/deadletter/Reason.js"
 import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
 import { describe, expect, it } from "@effect/vitest"
@@ -35,7 +36,7 @@ describe("Prometheus exposition", () => {
       yield* Metric.update(Metrics.writeDuration, 0.012)
       yield* Metric.update(Metrics.lag, 0.5)
       yield* Metric.set(Metrics.pgPoolIdle, 1)
-      yield* Metrics.deadLettered([{ id: "1-1", payload: "x", error: "payload: not valid JSON" }])
+      yield* Metrics.deadLettered([{ id: "1-1", reason: Reason.Invalid({ message: "payload: not valid JSON" }) }])
       const text = yield* scrape
       const typeOf = types(text)
 

@@ -1,6 +1,7 @@
 import { Chunk, Clock, Duration, Effect, Metric, Sink, Stream } from "effect"
 import { ProcessorConfig } from "../config/Config.js"
 import { Consumer, type DeadLetter, type StreamEntry } from "../consumer/Consumer.js"
+import { Reason, render } from "../deadletter/Reason.js"
 import * as Metrics from "../observability/Metrics.js"
 import { decodePayload } from "../position/decode.js"
 import { DeviceState } from "../state/DeviceState.js"
@@ -54,10 +55,10 @@ export const run = Effect.gen(function*() {
         const decoded = decodePayload(entry.payload)
         if (decoded._tag === "Right") {
           accepted.push({ id: entry.id, position: decoded.right.position, attributesJson: decoded.right.attributesJson })
-        } else invalid.push({ id: entry.id, payload: entry.payload, error: decoded.left })
+        } else invalid.push({ id: entry.id, reason: Reason.Invalid({ message: decoded.left }) })
       }
       if (invalid.length > 0) {
-        yield* Effect.logWarning(`${invalid.length} invalid entries dead-lettered; first: ${invalid[0]!.id}: ${invalid[0]!.error}`)
+        yield* Effect.logWarning(`${invalid.length} invalid entries dead-lettered; first: ${invalid[0]!.id}: ${render(invalid[0]!.reason)}`)
         yield* deadLetter(invalid)
       }
       if (accepted.length === 0) return Chunk.empty<Queued>()
@@ -97,8 +98,7 @@ export const run = Effect.gen(function*() {
           case "Failed":
             failed++
             if (outcome.permanent) {
-              // The payload is taken from the stream entry by the dead-letter copy.
-              rejected.push({ id: record.id, payload: undefined, error: outcome.reason })
+              rejected.push({ id: record.id, reason: Reason.Rejected({ message: outcome.reason }) })
             }
         }
       }
@@ -107,7 +107,7 @@ export const run = Effect.gen(function*() {
         Effect.catchAll((error) => Effect.logWarning(`acknowledging ${ackIds.length} entries failed: ${error.message}`))
       )
       if (rejected.length > 0) {
-        yield* Effect.logWarning(`${rejected.length} records rejected by the database dead-lettered; first: ${rejected[0]!.id}: ${rejected[0]!.error}`)
+        yield* Effect.logWarning(`${rejected.length} records rejected by the database dead-lettered; first: ${rejected[0]!.id}: ${render(rejected[0]!.reason)}`)
         yield* deadLetter(rejected)
       }
       const duplicates = ackIds.length - inserted
