@@ -17,8 +17,9 @@ import { Writer } from "./writer/Writer.js"
 
 export const Infrastructure = Layer.merge(Pg.sqlLayer.pipe(Layer.provideMerge(Pg.layer)), Redis.layerConfig)
 
-// Device state exists from the start (it does no I/O until the first records) so /devices can read it.
-const State = DeviceState.layer.pipe(Layer.provide(LatestPositions.layer))
+// Device state exists from the start (it does no I/O until the first records) so /devices can read it;
+// /devices also reads stored rows for devices not in memory.
+const State = DeviceState.layer.pipe(Layer.provideMerge(LatestPositions.layer))
 
 // The HTTP server and the gauge sampler live as long as the worker: up before the migrations (probes
 // answer during a slow start), closed after the pipeline has drained.
