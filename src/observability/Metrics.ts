@@ -80,3 +80,17 @@ export const initialize = Effect.all([
   ...counterSeries.map((metric) => Metric.value(metric)),
   ...[batchSize, writeDuration, lag].map((metric) => Metric.value(metric))
 ], { discard: true })
+
+const counterValue = (metric: Metric.Metric.Counter<number>) => Effect.map(Metric.value(metric), (state) => state.count)
+
+/** Running totals for the periodic log line: records read, inserted, dead-lettered (every reason). */
+export const totals = Effect.all({
+  consumed: counterValue(consumed),
+  inserted: counterValue(inserted),
+  deadLettered: Effect.map(
+    Effect.forEach(Reason.LABELS, (reason) => counterValue(Metric.tagged(deadLetters, "reason", reason))),
+    (counts) => counts.reduce((a, b) => a + b, 0)
+  ),
+  groupLag: Effect.map(Metric.value(groupLag), (state) => state.value),
+  groupPending: Effect.map(Metric.value(groupPending), (state) => state.value)
+})

@@ -4,8 +4,8 @@ import { Consumer, type DeadLetter, type StreamEntry } from "../consumer/Consume
 import { Reason, render } from "../deadletter/Reason.js"
 import * as Metrics from "../observability/Metrics.js"
 import { decodePayload } from "../position/decode.js"
-import { DeviceState } from "../state/DeviceState.js"
-import { type CopyRow, RowEncoder } from "../writer/copyBinary.js"
+import { DeviceState, type PositionKey } from "../state/DeviceState.js"
+import { type CopyRow, readKey, RowEncoder } from "../writer/copyBinary.js"
 import { Writer } from "../writer/Writer.js"
 import { type Accepted, DomainStage } from "./DomainStage.js"
 
@@ -16,6 +16,11 @@ import { type Accepted, DomainStage } from "./DomainStage.js"
 interface Queued {
   readonly id: string
   readonly row: CopyRow
+}
+
+const toPositionKey = (row: CopyRow): PositionKey => {
+  const { deviceId, ms } = readKey(row)
+  return { deviceId, ms }
 }
 
 /** Milliseconds in a stream entry id ("<ms>-<seq>"): when Redis accepted the entry. */
@@ -81,6 +86,8 @@ export const run = Effect.gen(function*() {
       const committed = yield* Clock.currentTimeMillis
       const ackIds: Array<string> = []
       const rejected: Array<DeadLetter> = []
+      // Records not stored as sent: a device whose newest position is one of them takes its stored row.
+      const notStored: Array<PositionKey> = []
       let inserted = 0
       let failed = 0
       for (let i = 0; i < records.length; i++) {
@@ -99,6 +106,7 @@ export const run = Effect.gen(function*() {
             failed++
             if (outcome.permanent) {
               rejected.push({ id: record.id, reason: Reason.Rejected({ message: outcome.reason }) })
+              notStored.push(toPositionKey(record.row))
             }
         }
       }
@@ -110,6 +118,7 @@ export const run = Effect.gen(function*() {
         yield* Effect.logWarning(`${rejected.length} records rejected by the database dead-lettered; first: ${rejected[0]!.id}: ${render(rejected[0]!.reason)}`)
         yield* deadLetter(rejected)
       }
+      if (notStored.length > 0) yield* state.reconcile(notStored)
       const duplicates = ackIds.length - inserted
       yield* Metric.incrementBy(Metrics.inserted, inserted)
       yield* Metric.incrementBy(Metrics.duplicate, duplicates)
