@@ -2,7 +2,9 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Clock, Config, Console, Data, Effect, Exit, Option, Redacted } from "effect"
 import { Redis } from "ioredis"
 import { parseArgs } from "node:util"
-import { drain, emit, makeFleet, type Reading, toPayload } from "../simulate/Generator.js"
+import type { Reading } from "../simulate/Device.js"
+import { drain, emit, makeFleet } from "../simulate/Fleet.js"
+import { makePayloadEncoder } from "../simulate/Payload.js"
 import { publish } from "../simulate/Publish.js"
 
 class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
@@ -125,6 +127,7 @@ const program = Effect.gen(function*() {
   const durationMs = options.duration * 1000
   // Records are due at k / perSecond seconds for every k that falls inside the run; devices take turns.
   const total = Math.max(1, Math.ceil(perSecond * options.duration - 1e-9))
+  const toPayload = makePayloadEncoder()
   const send = (readings: ReadonlyArray<Reading>) =>
     publish(redis, stream, readings.map(toPayload), BATCH_SIZE)
 
