@@ -240,6 +240,8 @@ describe("simulate", { timeout: 120_000 }, () => {
     const serverExited = new Promise((resolve) => server.once("exit", resolve))
     try {
       const own = new Redis({ port, lazyConnect: true, retryStrategy: () => null })
+      // Refused connections while the server starts are expected; without a listener ioredis prints each one.
+      own.on("error", () => {})
       await waitFor("redis-server", () => own.connect().then(() => true, () => false))
       const child = start("simulate", ["--devices", "10", "--rate", "20", "--duration", "60", "--stream", "sim"], {
         REDIS_URL: `redis://127.0.0.1:${port}`
