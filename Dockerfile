@@ -14,7 +14,7 @@ FROM ${NODE_IMAGE} AS build
 ENV COREPACK_ENABLE_DOWNLOAD_PROMPT=0
 WORKDIR /app
 # The manifest first, so the dependency layer is reused while only the sources change.
-COPY package.json pnpm-lock.yaml ./
+COPY package.json pnpm-lock.yaml pnpm-workspace.yaml ./
 RUN corepack pnpm install --frozen-lockfile
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
@@ -24,7 +24,7 @@ RUN corepack pnpm build
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production COREPACK_ENABLE_DOWNLOAD_PROMPT=0
 WORKDIR /app
-COPY package.json pnpm-lock.yaml ./
+COPY package.json pnpm-lock.yaml pnpm-workspace.yaml ./
 # Production dependencies only (so not the `node` dev dependency: the image's own Node runs the worker). pnpm's store,
 # metadata cache and corepack's copy of pnpm are not needed at run time; node_modules keeps its hard links to the files.
 RUN corepack pnpm install --frozen-lockfile --prod \
