@@ -51,7 +51,12 @@ export const writeDuration = Metric.histogram(
 export const lag = Metric.histogram(
   "processor_lag_seconds",
   MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 20 }),
-  "Commit time minus the time in the stream entry id"
+  "Commit time minus the time in the stream entry id (0 for an id in the future)"
+)
+
+export const futureEntryIds = counter(
+  "processor_future_entry_ids",
+  "Records written whose stream entry id lies in the future of the commit time (an explicit id, a clock jump); their lag counts as 0"
 )
 
 export const deviceStateSize = Metric.gauge("processor_device_state_devices", { description: "Devices held in memory" })
@@ -72,7 +77,7 @@ export const retry = (cause: "postgres" | "redis") => Metric.increment(Metric.ta
 // histograms at start exports them at 0, so rate() and alerts see the first increment instead of a series
 // that springs up later.
 const counterSeries = [
-  consumed, inserted, duplicate, failed, reclaimedTotal, lateRecords, deviceStateEvictions,
+  consumed, inserted, duplicate, failed, reclaimedTotal, lateRecords, deviceStateEvictions, futureEntryIds,
   ...Reason.LABELS.map((reason) => Metric.tagged(deadLetters, "reason", reason)),
   ...(["postgres", "redis"] as const).map((cause) => Metric.tagged(retries, "cause", cause))
 ]
