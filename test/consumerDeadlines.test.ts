@@ -1,8 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, HashMap, Layer, Logger, Option, Stream } from "effect"
+import { Effect, HashMap, Layer, Logger, Metric, Option, Stream } from "effect"
 import { Consumer } from "../src/consumer/Consumer.js"
 import { Redis } from "../src/consumer/Redis.js"
 import * as RedisConsumer from "../src/consumer/RedisConsumer.js"
+import * as Metrics from "../src/observability/Metrics.js"
 import { pendingCount, REDIS_URL, testRedis, waitUntil } from "./support/Integration.js"
 import { type CutMode, tcpProxy } from "./support/TcpProxy.js"
 import { configLayer } from "./support/testConfig.js"
@@ -42,6 +43,8 @@ const cutAndResume = (mode: CutMode) =>
 
     const before = yield* Effect.promise(() => redis.xadd(stream, "*", "payload", "before"))
     yield* waitUntil("the first entry to be acknowledged", Effect.sync(() => acked.includes(before!)), 10_000)
+    const redisRetries = Metric.value(Metric.tagged(Metrics.retries, "cause", "redis")).pipe(Effect.map((s) => s.count))
+    const retriesBefore = yield* redisRetries
     proxy.cut(mode)
     const cutAt = Date.now()
     const after = yield* Effect.promise(() => redis.xadd(stream, "*", "payload", "after"))
@@ -54,6 +57,8 @@ const cutAndResume = (mode: CutMode) =>
     expect(resumedAfter).toBeLessThan(15_000)
     // Both connections were re-made through the proxy.
     expect(proxy.accepted()).toBeGreaterThanOrEqual(3)
+    // The calls that missed their deadline were retried, and counted.
+    expect(yield* redisRetries).toBeGreaterThan(retriesBefore)
     // Logged once per connection, not once per failed call.
     const lost = logs.filter((l) => l.includes("Redis connection lost"))
     expect(lost.length).toBeGreaterThanOrEqual(1)

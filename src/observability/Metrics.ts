@@ -17,7 +17,7 @@ export const inserted = Metric.tagged(records, "outcome", "inserted")
 export const duplicate = Metric.tagged(records, "outcome", "duplicate")
 export const failed = Metric.tagged(records, "outcome", "failed")
 
-const deadLetters = counter("processor_dead_letters", "Entries copied to the dead-letter stream, by reason")
+export const deadLetters = counter("processor_dead_letters", "Entries copied to the dead-letter stream, by reason")
 
 export const deadLettered = (letters: ReadonlyArray<DeadLetter>) =>
   Effect.suspend(() => {
@@ -70,7 +70,7 @@ export const pgPoolInUse = Metric.tagged(pgPool, "state", "in_use")
 export const pgPoolIdle = Metric.tagged(pgPool, "state", "idle")
 export const pgPoolWaiting = Metric.gauge("processor_pg_pool_waiting_requests", { description: "Queries waiting for a pool connection" })
 
-const retries = counter("processor_retries", "Retried operations, by cause")
+export const retries = counter("processor_retries", "Retried operations, by cause")
 export const retry = (cause: "postgres" | "redis") => Metric.increment(Metric.tagged(retries, "cause", cause))
 
 // A series appears in the exposition only once it has been touched. Touching every counter series and the
