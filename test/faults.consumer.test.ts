@@ -109,6 +109,24 @@ describe("faults: what counts toward MAX_DELIVERIES", () => {
       expect(yield* Effect.promise(() => redis.hlen(failures))).toBe(0)
     }))
 
+  it.scopedLive("an entry written after some failures is acknowledged with its count removed", () =>
+    Effect.gen(function*() {
+      const { redis, stream, group, failures, env } = yield* keys
+      const id = yield* Effect.promise(async () => {
+        await redis.xgroup("CREATE", stream, group, "0", "MKSTREAM")
+        return (await redis.xadd(stream, "*", "payload", "{\"valid\":1}"))!
+      })
+      const handed: Array<string> = []
+      // Fails twice, then is written.
+      yield* runConsumer({ ...env, MAX_DELIVERIES: 5, CLAIM_IDLE_MS: 50, CLAIM_INTERVAL_MS: 50 }, (e, consumer) =>
+        Effect.suspend(() =>
+          handed.push(e.id) <= 2 ? consumer.recordFailures([{ id: e.id, error: "trigger raised" }]) : consumer.ack([e.id])
+        ))
+      yield* waitUntil("the entry to be acknowledged", Effect.map(pendingCount(redis, stream, group), (n) => n === 0 && handed.length === 3), 10_000)
+      expect(handed).toEqual([id, id, id])
+      expect(yield* Effect.promise(() => redis.exists(failures))).toBe(0)
+    }))
+
   it.scopedLive("a claim never hands out an entry this instance still has in flight, however long its write takes", () =>
     Effect.gen(function*() {
       const { redis, stream, dlq, group, env } = yield* keys

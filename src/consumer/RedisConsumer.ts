@@ -215,7 +215,7 @@ export const make = Effect.gen(function*() {
 
   const poison = (letters: ReadonlyArray<DeadLetter>) =>
     letters.length === 0 ? Effect.void : Effect.zipRight(
-      Effect.logWarning(`dead-lettering ${letters.length} entries that failed MAX_DELIVERIES=${maxDeliveries} times; first: ${letters[0]!.id}: ${Reason.render(letters[0]!.reason)}`),
+      Effect.logWarning(`dead-lettering ${letters.length} entries over MAX_DELIVERIES=${maxDeliveries} failed writes; first: ${letters[0]!.id}: ${Reason.render(letters[0]!.reason)}`),
       deadLetter(letters)
     )
 
