@@ -179,7 +179,7 @@ export const make = Effect.gen(function*() {
   const ack = (ids: ReadonlyArray<string>) => {
     if (ids.length === 0) return Effect.void
     return Effect.suspend(() => {
-      const failed = ids.filter((id) => knownFailed.has(id))
+      const failed = knownFailed.size === 0 ? [] : ids.filter((id) => knownFailed.has(id))
       const send = failed.length === 0
         ? call("XACK", () => client.xack(stream, group, ...ids))
         : call("XACK", async () => {
