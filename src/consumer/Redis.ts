@@ -32,6 +32,8 @@ export const callOn = <A>(redis: IORedis, op: string, f: () => Promise<A>): Effe
       }))
   })
 
+const CONNECTION_LOST = "connection lost before the reply"
+
 // ioredis' message for a command past commandTimeout (it has no error class of its own).
 const TIMED_OUT = "Command timed out"
 
@@ -118,6 +120,10 @@ const connect = (url: Redacted.Redacted, role: string, deadline: Duration.Durati
         lastError = error.message
       })
       redis.on("close", () => {
+        // Calls still waiting for a reply on the closed connection fail now rather than at their deadline
+        // (ioredis, not resending them, would otherwise leave them pending): their callers retry at once.
+        // The queue is the closed connection's until the next connect replaces it.
+        for (const item of redis.commandQueue.toArray()) item.command.reject(new Error(CONNECTION_LOST))
         if (!lost && redis.status !== "end" && !closing.has(redis)) {
           lost = true
           const why = lastError === "" ? "" : ` (${lastError.slice(0, 200)})`
