@@ -285,7 +285,7 @@ interface Plan {
   readonly distinct: number
   /** Stream entry id → pattern its dead letter's reason must match. */
   readonly deadLetters: Map<string, RegExp>
-  /** Stream entry id → its payload field ("" when it has none), which its dead letter must carry. */
+  /** Stream entry id → its payload field (undefined when it has none), which its dead letter must carry (or lack). */
   readonly payloads: Map<string, string | undefined>
 }
 
