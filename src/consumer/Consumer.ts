@@ -18,6 +18,13 @@ export interface DeadLetter {
   readonly reason: Reason
 }
 
+/** One write attempt that failed for a reason that is not transient (the writer's "other" or systemic errors). */
+export interface WriteFailure {
+  readonly id: string
+  /** What the database said; kept as the last error of the entry and quoted in its poison dead letter. */
+  readonly error: string
+}
+
 /**
  * The processor's view of its consumer group. The pipeline depends on this, not on Redis, so its
  * ACK logic is tested with an in-memory implementation (test/support/MemoryConsumer.ts).
@@ -25,12 +32,21 @@ export interface DeadLetter {
 export class Consumer extends Context.Tag("processor/Consumer")<Consumer, {
   /**
    * Entries for this consumer, one chunk per read: first its own pending entries (left by a previous run),
-   * then new ones, interleaved with entries reclaimed from consumers that went quiet. Entries delivered
-   * more than MAX_DELIVERIES times never appear here: they are dead-lettered on the way.
+   * then new ones, interleaved with entries reclaimed from consumers that went quiet (never one that this
+   * instance still has in flight). Entries whose writes failed MAX_DELIVERIES times never appear here, nor do
+   * entries deleted from the stream while pending: both are dead-lettered on the way.
    * Pulling is what reads: a stalled pipeline reads (and claims) nothing.
+   *
+   * Every entry handed out is in flight until it is acknowledged, dead-lettered or its failure recorded.
    */
   readonly entries: Stream.Stream<StreamEntry, RedisError>
   readonly ack: (ids: ReadonlyArray<string>) => Effect.Effect<void, RedisError>
   /** Copies entries to the dead-letter stream, then acknowledges them. */
   readonly deadLetter: (letters: ReadonlyArray<DeadLetter>) => Effect.Effect<void, RedisError>
+  /**
+   * Counts one failed write attempt for each entry, which stays pending and comes back through a claim. An
+   * entry whose count reaches MAX_DELIVERIES is dead-lettered as poison at once. Only non-transient failures
+   * belong here: restarts, takeovers and transient errors never count.
+   */
+  readonly recordFailures: (failures: ReadonlyArray<WriteFailure>) => Effect.Effect<void, RedisError>
 }>() {}

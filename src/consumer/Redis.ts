@@ -1,4 +1,4 @@
-import { Context, Data, Effect, Layer, Redacted, Runtime } from "effect"
+import { Context, Data, Duration, Effect, Layer, Redacted, Runtime } from "effect"
 import { Redis as IORedis } from "ioredis"
 import * as Backoff from "../Backoff.js"
 import { ProcessorConfig } from "../config/Config.js"
@@ -13,49 +13,123 @@ export class RedisError extends Data.TaggedError("RedisError")<{ readonly op: st
 export const call = <A>(op: string, f: () => Promise<A>): Effect.Effect<A, RedisError> =>
   Effect.tryPromise({ try: f, catch: (cause) => new RedisError({ op, cause }) })
 
+/**
+ * Like `call`, on a connection with a deadline (ioredis `commandTimeout`): when the call misses it, the socket
+ * it was sent on is destroyed, so ioredis re-makes the connection. ioredis reconnects by itself only when the
+ * socket errors; a peer that vanished without a reset would otherwise leave the connection silent until TCP
+ * keepalive gives up, and every later call would time out on it too.
+ */
+export const callOn = <A>(redis: IORedis, op: string, f: () => Promise<A>): Effect.Effect<A, RedisError> =>
+  Effect.suspend(() => {
+    const socket = redis.stream as IORedis["stream"] | undefined
+    return Effect.tapError(call(op, f), (error) =>
+      Effect.sync(() => {
+        if (!(error.cause instanceof Error) || error.cause.message !== TIMED_OUT) return
+        // Only the socket the call went out on, and only while it is still the current one.
+        if (socket !== undefined && redis.stream === socket && !socket.destroyed) {
+          socket.destroy(new Error(`no reply within ${redis.options.commandTimeout} ms`))
+        }
+      }))
+  })
+
+const CONNECTION_LOST = "connection lost before the reply"
+
+// ioredis' message for a command past commandTimeout (it has no error class of its own).
+const TIMED_OUT = "Command timed out"
+
+// ioredis runs one command at a time per connection: a blocking XREADGROUP would hold every XACK behind it,
+// so reads get a connection of their own.
+/** Every command on the commands connection has this deadline; past it the connection is dropped and re-made. */
+export const COMMAND_DEADLINE = Duration.seconds(5)
+
+/** Added to READ_BLOCK_MS for the blocking read's deadline: time for the reply to arrive, a large one included. */
+export const READ_MARGIN = Duration.seconds(2)
+
+/**
+ * TCP keepalive's initial delay on both connections. It only covers idle connections, and after it the
+ * kernel's probes (tcp_keepalive_intvl × tcp_keepalive_probes, 75 s × 9 by default on Linux) decide; the
+ * deadlines above are what bring a connection back within seconds.
+ */
+export const KEEPALIVE = Duration.seconds(10)
+
+export interface Deadlines {
+  /** Of one command on the commands connection. */
+  readonly command: Duration.Duration
+  /** Of one blocking read: READ_BLOCK_MS plus READ_MARGIN. */
+  readonly read: Duration.Duration
+}
+
+/** The deadlines for a blocking read of `readBlock` (READ_BLOCK_MS). */
+export const deadlines = (readBlock: Duration.DurationInput): Deadlines => ({
+  command: COMMAND_DEADLINE,
+  read: Duration.sum(readBlock, READ_MARGIN)
+})
+
 // ioredis runs one command at a time per connection: a blocking XREADGROUP would hold every XACK behind it,
 // so reads get a connection of their own.
 export class Redis extends Context.Tag("processor/Redis")<Redis, {
-  /** Commands: acks, dead letters, claims, group administration, health. */
+  /** Commands: acks, dead letters, claims, group administration, health. Each fails after `deadlines.command`. */
   readonly client: IORedis
-  /** Blocking reads only. */
+  /** Blocking reads only. Each fails after `deadlines.read`. */
   readonly reader: IORedis
+  readonly deadlines: Deadlines
 }>() {
-  static readonly make = (url: Redacted.Redacted) =>
+  /** Both connections; `readBlock` (READ_BLOCK_MS, default 2 s) sets the reader's deadline. */
+  static readonly make = (url: Redacted.Redacted, readBlock: Duration.DurationInput = Duration.seconds(2)) =>
     Effect.gen(function*() {
-      const client = yield* connect(url, "commands")
-      const reader = yield* connect(url, "reads")
-      return { client, reader }
+      const limits = deadlines(readBlock)
+      const client = yield* connect(url, "commands", limits.command)
+      const reader = yield* connect(url, "reads", limits.read)
+      return { client, reader, deadlines: limits }
     })
 
-  static readonly layer = (url: Redacted.Redacted) => Layer.scoped(Redis, Redis.make(url))
+  static readonly layer = (url: Redacted.Redacted, readBlock?: Duration.DurationInput) =>
+    Layer.scoped(Redis, Redis.make(url, readBlock))
 
   static readonly layerConfig = Layer.scoped(
     Redis,
-    Effect.flatMap(ProcessorConfig, (config) => Redis.make(config.redisUrl))
+    Effect.flatMap(ProcessorConfig, (config) => Redis.make(config.redisUrl, config.readBlock))
   )
 }
 
-const connect = (url: Redacted.Redacted, role: string) =>
+const connect = (url: Redacted.Redacted, role: string, deadline: Duration.Duration) =>
   Effect.gen(function*() {
     const runtime = yield* Effect.runtime<never>()
     const log = Runtime.runFork(runtime)
+    const deadlineMs = Duration.toMillis(deadline)
     const acquire = Effect.suspend(() => {
       const redis = new IORedis(Redacted.value(url), {
         lazyConnect: true,
-        // Commands wait through a reconnect instead of failing after a few retries: the pipeline then
-        // simply stalls (backpressure) and resumes when Redis is back.
+        // Commands issued while the connection is down wait for it (up to their deadline) instead of
+        // failing after a few reconnection attempts.
         maxRetriesPerRequest: null,
+        // Every command fails after the deadline; `callOn` then drops the connection (ioredis' own
+        // socketTimeout is not used: its timer outlives a reconnect and then destroys the new connection).
+        commandTimeout: deadlineMs,
+        // A command in flight when the connection dropped is failed (by its deadline), not sent again on the
+        // new connection: the caller retries it, once, knowingly. A blocking read resent behind the caller's
+        // back would deliver entries nobody takes.
+        autoResendUnfulfilledCommands: false,
+        keepAlive: Duration.toMillis(KEEPALIVE),
         connectionName: `processor:${role}`,
         retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 5_000) + Math.floor(Math.random() * 100)
       })
       let lost = false
-      redis.on("error", () => {})
+      let lastError = ""
+      redis.on("error", (error: Error) => {
+        lastError = error.message
+      })
       redis.on("close", () => {
+        // Calls still waiting for a reply on the closed connection fail now rather than at their deadline
+        // (ioredis, not resending them, would otherwise leave them pending): their callers retry at once.
+        // The queue is the closed connection's until the next connect replaces it.
+        for (const item of redis.commandQueue.toArray()) item.command.reject(new Error(CONNECTION_LOST))
         if (!lost && redis.status !== "end" && !closing.has(redis)) {
           lost = true
-          log(Effect.logWarning("Redis connection lost; reconnecting").pipe(Effect.annotateLogs({ role })))
+          const why = lastError === "" ? "" : ` (${lastError.slice(0, 200)})`
+          log(Effect.logWarning(`Redis connection lost${why}; reconnecting`).pipe(Effect.annotateLogs({ role })))
         }
+        lastError = ""
       })
       redis.on("ready", () => {
         if (lost) {
@@ -76,7 +150,8 @@ const connect = (url: Redacted.Redacted, role: string) =>
       ),
       (redis) =>
         Effect.sync(() => closing.add(redis)).pipe(
-          Effect.zipRight(role === "reads" ? Effect.void : Effect.promise(() => redis.quit()).pipe(Effect.timeout("1 second"), Effect.ignore)),
+          // Finalizers are uninterruptible: only an interruptible wait can be cut short by the timeout.
+          Effect.zipRight(role === "reads" ? Effect.void : Effect.interruptible(Effect.promise(() => redis.quit())).pipe(Effect.timeout("1 second"), Effect.ignore)),
           Effect.ensuring(Effect.sync(() => redis.disconnect()))
         )
     )

@@ -1,37 +1,59 @@
-import { Chunk, Duration, Effect, Layer, Option, Stream } from "effect"
+import { Clock, Duration, Effect, Layer, Ref, Schedule } from "effect"
+import type { Redis as IORedis } from "ioredis"
 import * as Backoff from "../Backoff.js"
 import { ProcessorConfig } from "../config/Config.js"
 import * as Reason from "../deadletter/Reason.js"
 import * as Metrics from "../observability/Metrics.js"
-import { Consumer, type DeadLetter, type StreamEntry } from "./Consumer.js"
-import { call, Redis, RedisError } from "./Redis.js"
+import { Consumer, type DeadLetter, type StreamEntry, type WriteFailure } from "./Consumer.js"
+import { Progress } from "./Progress.js"
+import * as ReadLoop from "./ReadLoop.js"
+import { callOn, Redis, RedisError } from "./Redis.js"
 
 type RawEntry = [id: string, fields: Array<string> | null]
 type ReadReply = Array<[key: string, entries: Array<RawEntry>]> | null
 
-const toEntries = (raw: ReadonlyArray<RawEntry>): Array<StreamEntry> => {
-  const out = new Array<StreamEntry>(raw.length)
-  for (let i = 0; i < raw.length; i++) {
-    const [id, fields] = raw[i]!
+/** The hash of failed write attempts per entry id, next to the stream: `<stream>:failures:<group>`. */
+export const failuresKey = (stream: string, group: string) => `${stream}:failures:${group}`
+
+// The failures hash expires this long after the last failure recorded in it: what is left behind by entries
+// that went some other way (a deleted group, a takeover acknowledged elsewhere) does not stay for ever.
+const FAILURES_TTL_SECONDS = 7 * 24 * 3600
+
+// Failed acks, dead letters and failure counts are retried for this long (each try bounded by the command
+// deadline), then given up: the entries stay pending and come back through a claim.
+const COMMAND_RETRY_WINDOW = Duration.seconds(10)
+
+// Stale ids in the set of entries known to have failures (taken over and acknowledged elsewhere) cost memory
+// only; past this many the set starts over.
+const KNOWN_FAILED_LIMIT = 100_000
+
+/** Entries with their payload, and the ids of entries deleted from the stream (a null field list). */
+const split = (raw: ReadonlyArray<RawEntry>) => {
+  const entries: Array<StreamEntry> = []
+  const deleted: Array<string> = []
+  for (const [id, fields] of raw) {
+    if (fields === null) {
+      deleted.push(id)
+      continue
+    }
     let payload: string | undefined
-    if (fields !== null) {
-      for (let f = 0; f < fields.length; f += 2) {
-        if (fields[f] === "payload") {
-          payload = fields[f + 1]
-          break
-        }
+    for (let f = 0; f < fields.length; f += 2) {
+      if (fields[f] === "payload") {
+        payload = fields[f + 1]
+        break
       }
     }
-    out[i] = { id, payload }
+    entries.push({ id, payload })
   }
-  return out
+  return { entries, deleted }
 }
 
 // Acknowledges each entry and copies it to the dead-letter stream only if that acknowledgement took it out
 // of the pending list: atomic, and an entry two consumers both gave up on is dead-lettered once. The copy
 // holds every field of the source entry, read here from the stream, then the dead-letter fields. An entry
-// already gone from the pending list and the stream (reason "trimmed") is recorded by its id alone.
-// KEYS: source, dead letters. ARGV: group, consumer, failed_at, then (id, reason, error) triples.
+// already gone from the pending list and the stream (reason "trimmed", dropped by XAUTOCLAIM) is recorded
+// by its id alone. Its failure count goes with it.
+// KEYS: source, dead letters, failures. ARGV: group, consumer, failed_at, then (id, reason, error) triples.
 const DEAD_LETTER = `
 local copied = 0
 for i = 4, #ARGV, 3 do
@@ -54,11 +76,24 @@ for i = 4, #ARGV, 3 do
     redis.call('XADD', unpack(args))
     copied = copied + 1
   end
+  redis.call('HDEL', KEYS[3], ARGV[i], ARGV[i] .. ':error')
 end
 return copied`
 
+// One failed write attempt per entry: field <id> counts them, field <id>:error keeps the last error.
+// KEYS: failures. ARGV: ttl (seconds), then (id, error) pairs. Returns the new counts, in order.
+const RECORD_FAILURES = `
+local counts = {}
+for i = 2, #ARGV, 2 do
+  counts[#counts + 1] = redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
+  redis.call('HSET', KEYS[1], ARGV[i] .. ':error', ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return counts`
+
 // Deletes consumers that hold nothing and have been quiet for long. Atomic, so a consumer that reads
 // between the check and the delete cannot lose its pending entries (DELCONSUMER drops them).
+// KEYS: source. ARGV: group, this consumer, idle limit (ms).
 const DELETE_IDLE_CONSUMERS = `
 local removed = {}
 for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
@@ -75,149 +110,234 @@ for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
 end
 return removed`
 
-interface ReadState {
-  /** "pending": re-reading this consumer's own unacknowledged entries after a restart. */
-  readonly phase: "pending" | "new"
-  readonly pendingCursor: string
-  readonly claimCursor: string
-  readonly nextClaimAt: number
+type Script = (...args: Array<string | number>) => Promise<unknown>
+
+// Registered once per connection (ioredis defineCommand): EVALSHA, with EVAL only when Redis has lost the
+// script (a restart, SCRIPT FLUSH).
+const defineScripts = (client: IORedis) => {
+  const define = (name: string, numberOfKeys: number, lua: string): Script => {
+    const command = `processor_${name}`
+    client.defineCommand(command, { numberOfKeys, lua })
+    return (...args) => (client as unknown as Record<string, Script>)[command]!(...args)
+  }
+  return {
+    deadLetter: define("deadLetter", 3, DEAD_LETTER),
+    recordFailures: define("recordFailures", 1, RECORD_FAILURES),
+    deleteIdleConsumers: define("deleteIdleConsumers", 1, DELETE_IDLE_CONSUMERS)
+  }
 }
+
+const isNoGroup = (error: RedisError) => String(error.cause).includes("NOGROUP")
 
 export const make = Effect.gen(function*() {
   const { client, reader } = yield* Redis
   const config = yield* ProcessorConfig
+  const progress = yield* Progress
   const { stream, group, consumer, readCount, maxDeliveries } = config
+  const failures = failuresKey(stream, group)
   const blockMs = Duration.toMillis(config.readBlock)
   const claimIdleMs = Duration.toMillis(config.claimIdle)
-  const claimIntervalMs = Duration.toMillis(config.claimInterval)
+  const scripts = defineScripts(client)
+  const call = <A>(op: string, f: () => Promise<A>) => callOn(client, op, f)
 
-  const ensureGroup = call("XGROUP CREATE", () => client.xgroup("CREATE", stream, group, "0", "MKSTREAM")).pipe(
-    Effect.asVoid,
-    Effect.catchIf((e) => String(e.cause).includes("BUSYGROUP"), () => Effect.void)
+  // Entries handed out and not yet acknowledged, dead-lettered or failed: a claim never hands them out
+  // again (XAUTOCLAIM does take this consumer's own idle entries, a slow write's included).
+  const inFlight = new Set<string>()
+  // Entries known to have failure counts, so an ack removes their counts in the same MULTI: acks of entries
+  // that never failed (nearly all) cost nothing more.
+  const knownFailed = new Set<string>()
+
+  const retrying = <A>(effect: Effect.Effect<A, RedisError>) =>
+    effect.pipe(
+      Effect.tapError(() => Metrics.retry("redis")),
+      Effect.retry(Backoff.whileRunning(config.retryMaxBackoff).pipe(Schedule.upTo(COMMAND_RETRY_WINDOW)))
+    )
+
+  const createGroup = call("XGROUP CREATE", () => client.xgroup("CREATE", stream, group, "0", "MKSTREAM")).pipe(
+    Effect.as(true),
+    Effect.catchIf((e) => String(e.cause).includes("BUSYGROUP"), () => Effect.succeed(false))
   )
-  yield* ensureGroup
+  if (yield* createGroup) yield* Effect.logInfo(`created consumer group ${group} on stream ${stream}, reading from its start`)
 
-  const ack = (ids: ReadonlyArray<string>) =>
-    ids.length === 0 ? Effect.void : call("XACK", () => client.xack(stream, group, ...ids)).pipe(Effect.asVoid)
+  // The stream was deleted, or Redis flushed or restarted without persistence: the group is made again
+  // (by whichever instance gets there first) and says so once, with where it reads from.
+  const recreateGroup = Effect.gen(function*() {
+    if (!(yield* createGroup)) return
+    knownFailed.clear()
+    const [length, first] = yield* call("XLEN", async () => {
+      const results = (await client.pipeline().xlen(stream).xrange(stream, "-", "+", "COUNT", 1).del(failures).exec()) ?? []
+      const firstEntry = (results[1]?.[1] as Array<RawEntry> | undefined)?.[0]
+      return [Number(results[0]?.[1] ?? 0), firstEntry?.[0]] as const
+    }).pipe(Effect.orElseSucceed(() => [0, undefined] as const))
+    yield* Effect.logWarning(
+      `consumer group ${group} of stream ${stream} was gone (stream deleted, or Redis flushed or restarted without ` +
+        `persistence) and has been recreated; reading from the start of the stream (${length} entries` +
+        `${first === undefined ? "" : `, first ${first}`}); unprocessed entries of the old stream are lost`
+    )
+  })
+
+  const ack = (ids: ReadonlyArray<string>) => {
+    if (ids.length === 0) return Effect.void
+    return Effect.suspend(() => {
+      const failed = knownFailed.size === 0 ? [] : ids.filter((id) => knownFailed.has(id))
+      const send = failed.length === 0
+        ? call("XACK", () => client.xack(stream, group, ...ids))
+        : call("XACK", async () => {
+          const results = await client.multi()
+            .xack(stream, group, ...ids)
+            .hdel(failures, ...failed.flatMap((id) => [id, `${id}:error`]))
+            .exec()
+          const error = results?.find(([e]) => e !== null)?.[0]
+          if (error) throw error
+        })
+      return retrying(send).pipe(
+        Effect.tap(() => Effect.sync(() => failed.forEach((id) => knownFailed.delete(id))))
+      )
+    }).pipe(
+      Effect.asVoid,
+      Effect.ensuring(Effect.sync(() => ids.forEach((id) => inFlight.delete(id))))
+    )
+  }
 
   const deadLetter = (letters: ReadonlyArray<DeadLetter>) => {
     if (letters.length === 0) return Effect.void
-    const args: Array<string> = [consumer, new Date().toISOString()]
-    for (const l of letters) args.push(l.id, Reason.label(l.reason), Reason.render(l.reason))
-    return call("dead-letter", () =>
-      client.eval(DEAD_LETTER, 2, stream, config.deadLetterStream, group, ...args) as Promise<number>
-    ).pipe(Effect.tap(() => Metrics.deadLettered(letters)))
+    return Clock.currentTimeMillis.pipe(
+      Effect.flatMap((now) => {
+        const args: Array<string> = [group, consumer, new Date(now).toISOString()]
+        for (const l of letters) args.push(l.id, Reason.label(l.reason), Reason.render(l.reason))
+        return retrying(call("dead-letter", () => scripts.deadLetter(stream, config.deadLetterStream, failures, ...args)))
+      }),
+      Effect.zipRight(Metrics.deadLettered(letters)),
+      Effect.tap(() => Effect.sync(() => letters.forEach((l) => knownFailed.delete(l.id)))),
+      Effect.ensuring(Effect.sync(() => letters.forEach((l) => inFlight.delete(l.id))))
+    )
   }
 
-  // Entries that were delivered before (own pending, reclaimed) carry a delivery count; past the limit they
-  // are poison: dead-letter them instead of handing them out again.
-  const screenDeliveries = (entries: Array<StreamEntry>) =>
+  const poison = (letters: ReadonlyArray<DeadLetter>) =>
+    letters.length === 0 ? Effect.void : Effect.zipRight(
+      Effect.logWarning(`dead-lettering ${letters.length} entries over MAX_DELIVERIES=${maxDeliveries} failed writes; first: ${letters[0]!.id}: ${Reason.render(letters[0]!.reason)}`),
+      deadLetter(letters)
+    )
+
+  const recordFailures = (failed: ReadonlyArray<WriteFailure>) => {
+    if (failed.length === 0) return Effect.void
+    const args: Array<string | number> = [FAILURES_TTL_SECONDS]
+    for (const f of failed) args.push(f.id, f.error.slice(0, 300))
+    return retrying(call("record failures", () => scripts.recordFailures(failures, ...args) as Promise<Array<number>>)).pipe(
+      Effect.flatMap((counts) => {
+        if (knownFailed.size > KNOWN_FAILED_LIMIT) knownFailed.clear()
+        const letters: Array<DeadLetter> = []
+        failed.forEach((f, i) => {
+          knownFailed.add(f.id)
+          const count = Number(counts[i])
+          if (count >= maxDeliveries) {
+            letters.push({ id: f.id, reason: Reason.Reason.Poison({ failures: count, limit: maxDeliveries, lastError: f.error }) })
+          }
+        })
+        return poison(letters)
+      }),
+      Effect.ensuring(Effect.sync(() => failed.forEach((f) => inFlight.delete(f.id))))
+    )
+  }
+
+  // Entries that come back (own pending after a start, claims) are screened by their count of failed
+  // writes; delivery counts play no part, since restarts and takeovers raise them too.
+  const screen = (entries: ReadonlyArray<StreamEntry>) =>
     Effect.gen(function*() {
       if (entries.length === 0) return entries
-      const first = entries[0]!.id
-      const last = entries[entries.length - 1]!.id
-      const pending = (yield* call("XPENDING", () =>
-        client.xpending(stream, group, first, last, entries.length, consumer)
-      )) as Array<[string, string, number, number]>
-      const counts = new Map(pending.map(([id, , , deliveries]) => [id, deliveries]))
-      // Reclaimed entries need not be adjacent in this consumer's pending list: its own entries in between
-      // count against COUNT, so some may be missing from the reply. Those are looked up one by one.
-      const missing = entries.filter((e) => !counts.has(e.id))
-      if (missing.length > 0) {
-        const replies = yield* call("XPENDING", async () => {
-          const pipeline = client.pipeline()
-          for (const e of missing) pipeline.xpending(stream, group, e.id, e.id, 1)
-          const results = (await pipeline.exec()) ?? []
-          const failed = results.find(([error]) => error !== null)
-          if (failed !== undefined) throw failed[0]
-          return results.map(([, rows]) => rows as Array<[string, string, number, number]>)
-        })
-        for (const rows of replies) for (const [id, , , deliveries] of rows) counts.set(id, deliveries)
-      }
-      const poison: Array<DeadLetter> = []
+      const values = yield* call("HMGET", () => client.hmget(failures, ...entries.flatMap((e) => [e.id, `${e.id}:error`])))
+      const letters: Array<DeadLetter> = []
       const keep: Array<StreamEntry> = []
-      for (const entry of entries) {
-        const deliveries = counts.get(entry.id) ?? 0
-        if (deliveries > maxDeliveries) {
-          poison.push({
-            id: entry.id,
-            reason: Reason.Reason.Poison({ failures: deliveries - 1, limit: maxDeliveries, lastError: "unknown (counted by deliveries)" })
-          })
+      entries.forEach((entry, i) => {
+        const count = Number(values[2 * i] ?? 0)
+        if (count > 0) knownFailed.add(entry.id)
+        if (count >= maxDeliveries) {
+          const lastError = values[2 * i + 1] ?? "unknown"
+          letters.push({ id: entry.id, reason: Reason.Reason.Poison({ failures: count, limit: maxDeliveries, lastError }) })
         } else keep.push(entry)
-      }
-      if (poison.length > 0) {
-        yield* Effect.logWarning(`dead-lettering ${poison.length} entries over MAX_DELIVERIES`)
-        yield* deadLetter(poison)
-      }
+      })
+      yield* poison(letters)
       return keep
     })
 
+  // Every id that leaves the pending list leaves a trace: a deleted entry gets a dead letter with its id.
+  const trimmed = (ids: ReadonlyArray<string>, where: string) =>
+    ids.length === 0 ? Effect.void : Effect.zipRight(
+      Effect.logWarning(`${ids.length} pending entries were deleted or trimmed from the stream before being acknowledged (${where}); dead-lettered as trimmed; first: ${ids[0]}`),
+      deadLetter(ids.map((id) => ({ id, reason: Reason.Reason.Trimmed() }))).pipe(
+        Effect.tapError((error) => Effect.logError(`dead-lettering ${ids.length} trimmed entries failed, they leave no other trace: ${ids.slice(0, 20).join(", ")}: ${error.message}`))
+      )
+    )
+
+  const handOut = (entries: ReadonlyArray<StreamEntry>) => {
+    for (const e of entries) inFlight.add(e.id)
+    return entries
+  }
+
   const readGroup = (id: string, block: boolean) =>
-    call("XREADGROUP", () =>
+    callOn(reader, "XREADGROUP", () =>
       (block
         ? reader.xreadgroup("GROUP", group, consumer, "COUNT", readCount, "BLOCK", blockMs, "STREAMS", stream, id)
         : reader.xreadgroup("GROUP", group, consumer, "COUNT", readCount, "STREAMS", stream, id)) as Promise<ReadReply>
-    ).pipe(Effect.map((reply) => toEntries(reply?.[0]?.[1] ?? [])))
+    ).pipe(Effect.map((reply) => reply?.[0]?.[1] ?? []))
 
-  const deleteIdleConsumers = call("delete idle consumers", () =>
-    client.eval(DELETE_IDLE_CONSUMERS, 1, stream, group, consumer, Duration.toMillis(config.consumerIdleDelete)) as Promise<Array<string>>
-  ).pipe(
-    Effect.tap((removed) => removed.length > 0 ? Effect.logInfo(`removed idle consumers without pending entries: ${removed.join(", ")}`) : Effect.void),
-    Effect.catchAll((error) => Effect.logWarning(error.message))
-  )
+  let failing = 0
 
-  // XAUTOCLAIM scans the pending list from a cursor; carrying it across calls covers the whole list,
-  // not only its first COUNT×10 entries. A finished pass waits CLAIM_INTERVAL_MS for the next.
-  const claim = (state: ReadState) =>
-    Effect.gen(function*() {
-      const [next, raw] = (yield* call("XAUTOCLAIM", () =>
-        client.xautoclaim(stream, group, consumer, claimIdleMs, state.claimCursor, "COUNT", readCount)
-      )) as [string, Array<RawEntry>, Array<string>]
-      const claimed = toEntries(raw)
-      if (claimed.length > 0) {
-        yield* Metrics.reclaimed(claimed.length)
-        yield* Effect.logInfo(`reclaimed ${claimed.length} idle pending entries`)
-      }
-      const passDone = next === "0-0"
-      if (passDone) yield* deleteIdleConsumers
-      const entries = yield* screenDeliveries(claimed)
-      return [entries, {
-        ...state,
-        claimCursor: next,
-        nextClaimAt: passDone ? Date.now() + claimIntervalMs : state.nextClaimAt
-      }] as const
-    })
-
-  const step = (state: ReadState) =>
-    Effect.gen(function*() {
-      if (state.phase === "pending") {
-        const entries = yield* readGroup(state.pendingCursor, false)
-        if (entries.length === 0) {
-          yield* Effect.logInfo("own pending entries replayed; reading new entries")
-          return [[] as Array<StreamEntry>, { ...state, phase: "new" as const }] as const
+  const reads: ReadLoop.GroupReads = {
+    readOwn: (cursor) =>
+      Effect.gen(function*() {
+        const raw = yield* readGroup(cursor, false)
+        if (raw.length === 0) return { entries: [], cursor }
+        const { deleted, entries } = split(raw)
+        yield* trimmed(deleted, "own pending entries")
+        const waiting = entries.filter((e) => !inFlight.has(e.id))
+        return { entries: handOut(yield* screen(waiting)), cursor: raw[raw.length - 1]![0] }
+      }),
+    readNew: Effect.map(readGroup(">", true), (raw) => handOut(split(raw).entries)),
+    claim: (cursor) =>
+      Effect.gen(function*() {
+        const [next, raw, gone] = (yield* call("XAUTOCLAIM", () =>
+          client.xautoclaim(stream, group, consumer, claimIdleMs, cursor, "COUNT", readCount)
+        )) as [string, Array<RawEntry>, Array<string> | undefined]
+        const { deleted, entries } = split(raw)
+        // Redis 7 drops deleted entries from the pending list and names them in a third element; 6.2 returned
+        // them with no fields and kept them pending.
+        yield* trimmed([...(gone ?? []), ...deleted], "found by a claim")
+        const claimed = entries.filter((e) => !inFlight.has(e.id))
+        if (claimed.length > 0) {
+          yield* Metrics.reclaimed(claimed.length)
+          yield* Effect.logInfo(`reclaimed ${claimed.length} idle pending entries`)
         }
-        const next = { ...state, pendingCursor: entries[entries.length - 1]!.id }
-        return [yield* screenDeliveries(entries), next] as const
-      }
-      if (Date.now() >= state.nextClaimAt) return yield* claim(state)
-      return [yield* readGroup(">", true), state] as const
-    }).pipe(
-      // A deleted stream or group (NOGROUP) is recreated; other failures are retried: the entries stay
-      // in Redis, so a read that failed loses nothing.
-      Effect.tapError((error) =>
-        String(error.cause).includes("NOGROUP") ? ensureGroup.pipe(Effect.ignore) : Effect.logWarning(error.message)
-      ),
-      Effect.retry(Backoff.whileRunning(config.retryMaxBackoff)),
-      Effect.map(([entries, next]) => Option.some([Chunk.unsafeFromArray(entries), next] as const))
-    )
+        return { entries: handOut(yield* screen(claimed)), cursor: next }
+      }),
+    cleanup: call("delete idle consumers", () =>
+      scripts.deleteIdleConsumers(stream, group, consumer, Duration.toMillis(config.consumerIdleDelete)) as Promise<Array<string>>
+    ).pipe(
+      Effect.tap((removed) => removed.length > 0 ? Effect.logInfo(`removed idle consumers without pending entries: ${removed.join(", ")}`) : Effect.void),
+      Effect.catchAll((error) => Effect.logWarning(error.message))
+    ),
+    onError: (error) =>
+      Effect.gen(function*() {
+        yield* Metrics.retry("redis")
+        if (isNoGroup(error)) return yield* recreateGroup.pipe(Effect.catchAll((e) => Effect.logWarning(e.message)))
+        // Logged once per run of failures, not once per retry.
+        if (failing++ === 0) yield* Effect.logWarning(`${error.message}; retrying until Redis answers`)
+      }),
+    onProgress: (now) =>
+      Effect.zipRight(
+        failing > 0 ? Effect.logInfo(`reading again after ${failing} failed attempts`) : Effect.void,
+        Effect.sync(() => (failing = 0))
+      ).pipe(Effect.zipRight(Ref.set(progress.lastRead, now)))
+  }
 
-  const entries: Stream.Stream<StreamEntry, RedisError> = Stream.unfoldChunkEffect<ReadState, StreamEntry, RedisError, never>(
-    { phase: "pending", pendingCursor: "0", claimCursor: "0-0", nextClaimAt: Date.now() + claimIntervalMs },
-    step
-  )
+  const entries = ReadLoop.entries(reads, {
+    claimInterval: config.claimInterval,
+    cleanupInterval: config.claimInterval,
+    retry: Backoff.whileRunning(config.retryMaxBackoff)
+  })
   yield* Effect.logInfo(`consumer started on stream ${stream} group ${group} consumer ${consumer}`)
 
-  return Consumer.of({ entries, ack, deadLetter })
+  return Consumer.of({ entries, ack, deadLetter, recordFailures })
 })
 
 export const layer = Layer.effect(Consumer, make)

@@ -17,7 +17,7 @@ export const inserted = Metric.tagged(records, "outcome", "inserted")
 export const duplicate = Metric.tagged(records, "outcome", "duplicate")
 export const failed = Metric.tagged(records, "outcome", "failed")
 
-const deadLetters = counter("processor_dead_letters", "Entries copied to the dead-letter stream, by reason")
+export const deadLetters = counter("processor_dead_letters", "Entries copied to the dead-letter stream, by reason")
 
 export const deadLettered = (letters: ReadonlyArray<DeadLetter>) =>
   Effect.suspend(() => {
@@ -51,7 +51,12 @@ export const writeDuration = Metric.histogram(
 export const lag = Metric.histogram(
   "processor_lag_seconds",
   MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 20 }),
-  "Commit time minus the time in the stream entry id"
+  "Commit time minus the time in the stream entry id (0 for an id in the future)"
+)
+
+export const futureEntryIds = counter(
+  "processor_future_entry_ids",
+  "Records written whose stream entry id lies in the future of the commit time (an explicit id, a clock jump); their lag counts as 0"
 )
 
 export const deviceStateSize = Metric.gauge("processor_device_state_devices", { description: "Devices held in memory" })
@@ -65,14 +70,14 @@ export const pgPoolInUse = Metric.tagged(pgPool, "state", "in_use")
 export const pgPoolIdle = Metric.tagged(pgPool, "state", "idle")
 export const pgPoolWaiting = Metric.gauge("processor_pg_pool_waiting_requests", { description: "Queries waiting for a pool connection" })
 
-const retries = counter("processor_retries", "Retried operations, by cause")
+export const retries = counter("processor_retries", "Retried operations, by cause")
 export const retry = (cause: "postgres" | "redis") => Metric.increment(Metric.tagged(retries, "cause", cause))
 
 // A series appears in the exposition only once it has been touched. Touching every counter series and the
 // histograms at start exports them at 0, so rate() and alerts see the first increment instead of a series
 // that springs up later.
 const counterSeries = [
-  consumed, inserted, duplicate, failed, reclaimedTotal, lateRecords, deviceStateEvictions,
+  consumed, inserted, duplicate, failed, reclaimedTotal, lateRecords, deviceStateEvictions, futureEntryIds,
   ...Reason.LABELS.map((reason) => Metric.tagged(deadLetters, "reason", reason)),
   ...(["postgres", "redis"] as const).map((cause) => Metric.tagged(retries, "cause", cause))
 ]

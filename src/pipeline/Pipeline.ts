@@ -1,6 +1,6 @@
 import { Chunk, Clock, Duration, Effect, Metric, Sink, Stream } from "effect"
 import { ProcessorConfig } from "../config/Config.js"
-import { Consumer, type DeadLetter, type StreamEntry } from "../consumer/Consumer.js"
+import { Consumer, type DeadLetter, type StreamEntry, type WriteFailure } from "../consumer/Consumer.js"
 import { Reason, render } from "../deadletter/Reason.js"
 import * as Metrics from "../observability/Metrics.js"
 import { decodePayload } from "../position/decode.js"
@@ -31,7 +31,8 @@ const entryTime = (id: string): number => Number(id.slice(0, id.indexOf("-")))
  *
  * The ACK rule: an entry is acknowledged only once its row is committed or was already there, or once it
  * has been copied to the dead-letter stream. A record whose write failed is not acknowledged: it stays in
- * the group's pending list and is delivered again (reclaimed), up to MAX_DELIVERIES times.
+ * the group's pending list and is delivered again (reclaimed); after MAX_DELIVERIES such failures it is
+ * dead-lettered.
  */
 export const run = Effect.gen(function*() {
   const config = yield* ProcessorConfig
@@ -88,6 +89,8 @@ export const run = Effect.gen(function*() {
       const rejected: Array<DeadLetter> = []
       // Records not stored as sent: a device whose newest position is one of them takes its stored row.
       const notStored: Array<PositionKey> = []
+      const stuck: Array<WriteFailure> = []
+      let future = 0
       let inserted = 0
       let failed = 0
       for (let i = 0; i < records.length; i++) {
@@ -97,7 +100,12 @@ export const run = Effect.gen(function*() {
           case "Inserted":
             inserted++
             ackIds.push(record.id)
-            Metrics.lag.unsafeUpdate((committed - entryTime(record.id)) / 1000, [])
+            {
+              // An id in the future (explicit, or every `*` id after one) would make lag negative: counted, clamped.
+              const lagMs = committed - entryTime(record.id)
+              if (lagMs < 0) future++
+              Metrics.lag.unsafeUpdate(Math.max(0, lagMs) / 1000, [])
+            }
             break
           case "Duplicate":
             ackIds.push(record.id)
@@ -107,13 +115,20 @@ export const run = Effect.gen(function*() {
             if (outcome.permanent) {
               rejected.push({ id: record.id, reason: Reason.Rejected({ message: outcome.reason }) })
               notStored.push(toPositionKey(record.row))
-            }
+            } else stuck.push({ id: record.id, error: outcome.reason })
         }
       }
       yield* consumer.ack(ackIds).pipe(
         // The rows are committed; entries not acknowledged now are delivered again and found duplicate.
         Effect.catchAll((error) => Effect.logWarning(`acknowledging ${ackIds.length} entries failed: ${error.message}`))
       )
+      if (stuck.length > 0) {
+        yield* consumer.recordFailures(stuck).pipe(
+          // Not counted this time: the entries still come back, and are counted when they fail again.
+          Effect.catchAll((error) => Effect.logWarning(`recording ${stuck.length} failed writes failed: ${error.message}`))
+        )
+      }
+      if (future > 0) yield* Metric.incrementBy(Metrics.futureEntryIds, future)
       if (rejected.length > 0) {
         yield* Effect.logWarning(`${rejected.length} records rejected by the database dead-lettered; first: ${rejected[0]!.id}: ${render(rejected[0]!.reason)}`)
         yield* deadLetter(rejected)

@@ -1,5 +1,5 @@
 import { Chunk, Effect, Layer, Queue, Ref, Stream } from "effect"
-import { Consumer, type DeadLetter, type StreamEntry } from "../../src/consumer/Consumer.js"
+import { Consumer, type DeadLetter, type StreamEntry, type WriteFailure } from "../../src/consumer/Consumer.js"
 
 /** A dead letter as the memory consumer keeps it: with the entry's payload and the rendered reason. */
 export interface StoredLetter extends DeadLetter {
@@ -12,6 +12,8 @@ export interface MemoryConsumer {
   readonly end: Effect.Effect<void>
   readonly acked: Effect.Effect<ReadonlyArray<string>>
   readonly deadLetters: Effect.Effect<ReadonlyArray<StoredLetter>>
+  /** Every failed write attempt recorded, in order. */
+  readonly failures: Effect.Effect<ReadonlyArray<WriteFailure>>
   readonly layer: Layer.Layer<Consumer>
 }
 
@@ -19,6 +21,7 @@ export const makeMemoryConsumer = Effect.gen(function*() {
   const reads = yield* Queue.unbounded<Chunk.Chunk<StreamEntry> | null>()
   const acked = yield* Ref.make<ReadonlyArray<string>>([])
   const letters = yield* Ref.make<ReadonlyArray<StoredLetter>>([])
+  const failures = yield* Ref.make<ReadonlyArray<WriteFailure>>([])
   // Like the Redis consumer, a letter is stored with the entry's own payload.
   const payloads = new Map<string, string | undefined>()
   const entries = Stream.fromQueue(reads).pipe(
@@ -31,7 +34,8 @@ export const makeMemoryConsumer = Effect.gen(function*() {
     deadLetter: (ls) =>
       Ref.update(letters, (all) => [...all, ...ls.map((l) => ({ ...l, payload: payloads.get(l.id) }))]).pipe(
         Effect.zipRight(Ref.update(acked, (all) => [...all, ...ls.map((l) => l.id)]))
-      )
+      ),
+    recordFailures: (fs) => Ref.update(failures, (all) => [...all, ...fs])
   })
   return {
     read: (es) =>
@@ -42,6 +46,7 @@ export const makeMemoryConsumer = Effect.gen(function*() {
     end: Queue.offer(reads, null).pipe(Effect.asVoid),
     acked: Ref.get(acked),
     deadLetters: Ref.get(letters),
+    failures: Ref.get(failures),
     layer: Layer.succeed(Consumer, consumer)
   } satisfies MemoryConsumer
 })

@@ -285,8 +285,8 @@ interface Plan {
   readonly distinct: number
   /** Stream entry id → pattern its dead letter's reason must match. */
   readonly deadLetters: Map<string, RegExp>
-  /** Stream entry id → its payload field ("" when it has none), which its dead letter must carry. */
-  readonly payloads: Map<string, string>
+  /** Stream entry id → its payload field (undefined when it has none), which its dead letter must carry (or lack). */
+  readonly payloads: Map<string, string | undefined>
 }
 
 const ANY_REASON = /\S/
@@ -297,10 +297,11 @@ export const plan = (t: TestEnvironment, expectations: Expectations = {}) =>
     const valid: Array<string> = []
     const keys = new Set<string>()
     const deadLetters = new Map<string, RegExp>()
-    const payloads = new Map<string, string>()
+    // A dead letter keeps the entry's fields as they are: no payload field in, none out.
+    const payloads = new Map<string, string | undefined>()
     for (const { id, fields } of entries) {
       const payload = fields.get("payload")
-      payloads.set(id, payload ?? "")
+      payloads.set(id, payload)
       const decoded = decodePayload(payload)
       if (decoded._tag === "Left") {
         deadLetters.set(id, ANY_REASON)
