@@ -14,8 +14,9 @@ import { type Device, DeviceState, type LastPosition } from "../state/DeviceStat
 
 // The operations endpoints, on one port (HTTP_PORT):
 //   GET /metrics       Prometheus exposition               open
-//   GET /healthz       200 while the worker runs           open
-//   GET /readyz        200 when Redis, PostgreSQL and the consumer are all fine, else 503 naming what is not
+//   GET /healthz       200 unless the pipeline is stuck with work waiting (then 503: restart me)   open
+//   GET /readyz        200 when Redis, PostgreSQL and the consumer are all fine and progressing, else 503
+//                      naming what is not ("draining" after SIGTERM)
 //   GET /devices/:id   a device's in-memory state          only with HTTP_AUTH_TOKEN, as a bearer token
 // The open endpoints say nothing about devices or positions.
 
@@ -67,6 +68,11 @@ export const router = Effect.gen(function*() {
   const readyz = Effect.map(health.readiness, (readiness) =>
     HttpServerResponse.unsafeJson(readiness, { status: readiness.ready ? 200 : 503 }))
 
+  // Liveness: 503 only when the pipeline is stuck while work waits, so that the orchestrator restarts it.
+  // Server outages are readiness matters: restarting does not bring a server back.
+  const healthz = Effect.map(health.liveness, (liveness) =>
+    HttpServerResponse.unsafeJson({ status: liveness.status }, { status: liveness.alive ? 200 : 503 }))
+
   // Without a configured token the endpoint does not exist: 404 for every device, whatever is sent.
   const device = Option.match(config.httpAuthToken, {
     onNone: () => Effect.succeed(notFound),
@@ -89,7 +95,7 @@ export const router = Effect.gen(function*() {
 
   return HttpRouter.empty.pipe(
     HttpRouter.get("/metrics", metrics),
-    HttpRouter.get("/healthz", Effect.succeed(HttpServerResponse.unsafeJson({ status: "ok" }))),
+    HttpRouter.get("/healthz", healthz),
     HttpRouter.get("/readyz", readyz),
     HttpRouter.get("/devices/:id", device),
     Effect.catchTag("RouteNotFound", () => Effect.succeed(notFound))
@@ -105,8 +111,8 @@ export const layer = Layer.unwrapEffect(
     const { httpPort } = yield* ProcessorConfig
     const app = yield* router
     const server = NodeHttpServer.layer(() => createServer(), { port: httpPort }).pipe(
-      Layer.mapError((error) => new HttpListenError({ port: httpPort, cause: error.cause })),
-      Layer.orDie
+      // A typed failure, not a defect: the worker stops with this one line (ExitCode: 1).
+      Layer.mapError((error) => new HttpListenError({ port: httpPort, cause: error.cause }))
     )
     return Layer.merge(
       // No span per request: probes and scrapes every few seconds would drown the pipeline's traces.
