@@ -196,7 +196,7 @@ const url = <A>(key: string, fallback: string, parse: (text: string) => Either.E
     Config.withDefault(Redacted.make(fallback)),
     Config.mapOrFail((value) =>
       Either.match(parse(Redacted.value(value)), {
-        onLeft: (message) => Either.left(ConfigError.InvalidData([], message)),
+        onLeft: (message) => Either.left(ConfigError.InvalidData([key], message)),
         onRight: (parsed) => Either.right({ value, parsed })
       })
     )

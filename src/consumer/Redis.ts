@@ -135,6 +135,7 @@ const connect = (url: Redacted.Redacted, role: string) =>
       }),
       Effect.ensuring(Effect.sync(() => (onError = () => {})))
     )
+    if (Option.isSome(health)) yield* health.value.note("redis", "ok")
     if (waitingOn !== undefined) yield* Effect.logInfo(`Redis connected at ${options.address}`).pipe(Effect.annotateLogs({ role }))
     return redis
   })

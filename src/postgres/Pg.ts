@@ -244,5 +244,6 @@ export const awaitReachable = Effect.gen(function*() {
     Effect.catchTag("PgError", (error) =>
       Effect.fail(new StartFailed({ message: `PostgreSQL at ${postgres.address} not reachable at start: ${waitCode(error)}: ${error.message}`, exitCode: ExitCode.failure })))
   )
+  if (Option.isSome(health)) yield* health.value.note("postgres", "ok")
   yield* Effect.logInfo(`PostgreSQL connected at ${postgres.address}`)
 })
