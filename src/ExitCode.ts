@@ -34,12 +34,13 @@ const codeOf = (error: unknown): number | undefined => {
 }
 
 /**
- * The exit code for the main fiber's exit: the code a failure carries (`exitCode`, or 78 for ConfigInvalid),
+ * The exit code for the main fiber's exit: the code a failure or defect carries (`exitCode`, or 78 for ConfigInvalid),
  * 0 for success or an interruption alone (a stop on request that drained in time), 1 for anything else.
  */
 export const exitCodeOf = (exit: Exit.Exit<unknown, unknown>): number => {
   if (Exit.isSuccess(exit)) return ExitCode.ok
-  for (const error of Cause.failures(exit.cause)) {
+  // Defects too: after an interruption only defects survive in the cause (DrainTimeout is one).
+  for (const error of [...Cause.failures(exit.cause), ...Cause.defects(exit.cause)]) {
     const code = codeOf(error)
     if (code !== undefined) return code
   }

@@ -8,7 +8,8 @@ import * as Worker from "./Worker.js"
 // Why the worker stopped, as one line: the message of the failure that carries the exit code, or the
 // cause of a defect. A stop on request (interruption alone) is logged by the worker itself.
 const report = (cause: Cause.Cause<unknown>) => {
-  if (Cause.isInterruptedOnly(cause)) return Effect.void
+  // After an interruption (a stop request) the worker logs its own end: see runUntilStopped.
+  if (Cause.isInterrupted(cause)) return Effect.void
   const failure = Cause.failureOption(cause)
   const message = Option.isSome(failure) && failure.value instanceof Error ? failure.value.message : undefined
   return message !== undefined ? Effect.logFatal(message) : Effect.logFatal("stopped by an unexpected failure", cause)

@@ -41,8 +41,9 @@ export class DrainTimeout extends Data.TaggedError("DrainTimeout")<{
  * Runs the pipeline until it ends by itself or the caller is interrupted (what SIGTERM/SIGINT do to the
  * main fiber). On interruption it does not interrupt the pipeline: readiness turns "draining", the stop is
  * requested so that reading stops, and what was read goes through every stage (state, write, ack or dead
- * letter) until the pipeline's stream ends. If that takes longer than SHUTDOWN_TIMEOUT_MS it fails with
- * DrainTimeout, counting this consumer's pending entries with `pending` (bounded to a second).
+ * letter) until the pipeline's stream ends. If that takes longer than SHUTDOWN_TIMEOUT_MS it logs one line
+ * with this consumer's pending entries (counted by `pending`, bounded to a second) and dies with
+ * DrainTimeout (exit code 1).
  */
 export const runUntilStopped = <A, E, R, R2>(pipeline: Effect.Effect<A, E, R>, pending: Effect.Effect<number, unknown, R2>) =>
   Effect.gen(function*() {
@@ -71,7 +72,11 @@ export const runUntilStopped = <A, E, R, R2>(pipeline: Effect.Effect<A, E, R>, p
         // A batch in flight is uninterruptible; it is abandoned (its entries stay pending), not awaited.
         yield* Fiber.interruptFork(fiber)
         const left = yield* Effect.interruptible(pending).pipe(Effect.timeoutOption("1 second"), Effect.orElseSucceed(Option.none<number>))
-        return yield* new DrainTimeout({ timeout: shutdownTimeout, pending: left })
+        // Logged here and carried as a defect: once the fiber is interrupted, Effect strips typed failures
+        // from the cause on their way out (only defects and the interruption reach runMain's teardown).
+        const timeout = new DrainTimeout({ timeout: shutdownTimeout, pending: left })
+        yield* Effect.logFatal(timeout.message)
+        return yield* Effect.die(timeout)
       })
     ).pipe(Effect.ensuring(health.setStatus("stopped")))
   })
