@@ -1,4 +1,4 @@
-import { Cause, Effect, Exit, Layer } from "effect"
+import { Cause, Effect, Exit, Layer, Ref } from "effect"
 import { ProcessorConfig } from "./config/Config.js"
 import { call, Redis } from "./consumer/Redis.js"
 import * as RedisConsumer from "./consumer/RedisConsumer.js"
@@ -24,15 +24,29 @@ import { Writer } from "./writer/Writer.js"
 const then = <ROut2, E2, RIn2>(next: Layer.Layer<ROut2, E2, RIn2>) => <ROut, E, RIn>(prev: Layer.Layer<ROut, E, RIn>) =>
   Layer.provideMerge(next, prev)
 
+// Refusals that a running worker cannot cure by retrying (credentials revoked, database dropped): readiness
+// names them, and they are logged at error once each time they appear.
+const REFUSALS = /^(28|3D)/
+
 // The servers' readiness checks, once their clients exist.
 const Probes = Layer.effectDiscard(Effect.gen(function*() {
   const health = yield* Health
   const { client } = yield* Redis
   const pg = yield* Pg
+  const refused = yield* Ref.make<string | undefined>(undefined)
   yield* health.attach({
     // While the commands connection is down ioredis would queue the PING until it is back: report it as it is.
     redis: Effect.suspend(() => client.status === "ready" ? call("PING", () => client.ping()) : Effect.fail({ message: `connection ${client.status}` })),
-    postgres: pg.query("SELECT 1", "SELECT 1")
+    postgres: pg.query("SELECT 1", "SELECT 1").pipe(
+      Effect.tapBoth({
+        onFailure: (error) => {
+          const state = error.sqlstate !== undefined && REFUSALS.test(error.sqlstate) ? error.sqlstate : undefined
+          return Effect.flatMap(Ref.getAndSet(refused, state), (before) =>
+            state !== undefined && before !== state ? Effect.logError(`PostgreSQL refuses the worker: ${error.message}`) : Effect.void)
+        },
+        onSuccess: () => Ref.set(refused, undefined)
+      })
+    )
   })
 }))
 
