@@ -1,8 +1,14 @@
+import * as HttpApp from "@effect/platform/HttpApp"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Metric, TestClock } from "effect"
-import { Health } from "../src/observability/Health.js"
+import { type Context, Effect, Layer, Metric, TestClock } from "effect"
+import * as Http from "../src/http/Http.js"
+import { Health, type Liveness, type Readiness } from "../src/observability/Health.js"
 import * as Metrics from "../src/observability/Metrics.js"
 import { Progress, stall } from "../src/observability/Progress.js"
+import { Prometheus } from "../src/observability/Telemetry.js"
+import { DeviceState } from "../src/state/DeviceState.js"
+import { LatestPositions } from "../src/state/LatestPositions.js"
+import { configLayer } from "./support/testConfig.js"
 
 // Readiness and liveness from the pipeline's progress, on the TestClock: 30 s without progress while work
 // waits makes the worker unready, 120 s makes it dead (restart it); no work waiting is never a stall.
@@ -102,4 +108,48 @@ describe("Health", () => {
       })
       expect((yield* health.liveness).alive).toBe(true)
     }).pipe(Effect.provide(layer)))
+})
+
+describe("the probe routes", () => {
+  const answer = (health: Context.Tag.Service<typeof Health>) =>
+    Effect.gen(function*() {
+      const app = yield* Http.router
+      const handler = HttpApp.toWebHandler(app)
+      const call = (path: string) =>
+        Effect.promise(async () => {
+          const response = await handler(new Request(`http://probe${path}`))
+          return { status: response.status, body: await response.json() as unknown }
+        })
+      return { healthz: yield* call("/healthz"), readyz: yield* call("/readyz") }
+    }).pipe(
+      Effect.provide(Layer.mergeAll(
+        Layer.succeed(Health, health),
+        Prometheus.layer,
+        DeviceState.layer.pipe(Layer.provide(Layer.succeed(LatestPositions, { latest: () => Effect.succeed(new Map()) })))
+      ).pipe(Layer.provideMerge(configLayer()))))
+
+  const fake = (liveness: Liveness, readiness: Readiness): Context.Tag.Service<typeof Health> => ({
+    setStatus: () => Effect.void,
+    attach: () => Effect.void,
+    note: () => Effect.void,
+    readiness: Effect.succeed(readiness),
+    liveness: Effect.succeed(liveness)
+  })
+
+  it.effect("/healthz is 503 naming the stall when the pipeline is stuck with work waiting; /readyz 503 with its checks", () =>
+    Effect.gen(function*() {
+      const stuck = "stuck: no batch written for 121 s while 40 records wait for the writer"
+      const checks = { redis: "ok", postgres: "ok", consumer: "stalled: no batch written for 121 s while 40 records wait for the writer" }
+      const replies = yield* answer(fake({ alive: false, status: stuck }, { ready: false, checks }))
+      expect(replies.healthz).toEqual({ status: 503, body: { status: stuck } })
+      expect(replies.readyz).toEqual({ status: 503, body: { ready: false, checks } })
+    }))
+
+  it.effect("/healthz and /readyz are 200 when all is well", () =>
+    Effect.gen(function*() {
+      const checks = { redis: "ok", postgres: "ok", consumer: "ok" }
+      const replies = yield* answer(fake({ alive: true, status: "ok" }, { ready: true, checks }))
+      expect(replies.healthz).toEqual({ status: 200, body: { status: "ok" } })
+      expect(replies.readyz).toEqual({ status: 200, body: { ready: true, checks } })
+    }))
 })
