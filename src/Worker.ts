@@ -1,12 +1,16 @@
-import { Effect, Layer } from "effect"
-import { Redis } from "./consumer/Redis.js"
+import { Cause, Effect, Exit, Layer, Ref } from "effect"
+import { ProcessorConfig } from "./config/Config.js"
+import { call, Redis } from "./consumer/Redis.js"
 import * as RedisConsumer from "./consumer/RedisConsumer.js"
+import { exitCodeOf } from "./ExitCode.js"
 import * as Http from "./http/Http.js"
-import { drainable, Health } from "./observability/Health.js"
+import { Health } from "./observability/Health.js"
 import * as Heartbeat from "./observability/Heartbeat.js"
+import { Progress } from "./observability/Progress.js"
 import * as Sampler from "./observability/Sampler.js"
 import * as Telemetry from "./observability/Telemetry.js"
 import * as Pipeline from "./pipeline/Pipeline.js"
+import { runUntilStopped, Shutdown } from "./pipeline/Shutdown.js"
 import { migrate } from "./postgres/Migrations.js"
 import * as Retention from "./retention/Retention.js"
 import { awaitReachable, Pg } from "./postgres/Pg.js"
@@ -14,34 +18,86 @@ import { DeviceState } from "./state/DeviceState.js"
 import { LatestPositions } from "./state/LatestPositions.js"
 import { Writer } from "./writer/Writer.js"
 
-// The worker's composition, shared by main.ts and the integration tests. It needs ProcessorConfig and
-// whatever logger the caller chooses.
+// The worker's start and stop, in one place. Each step below is built after the ones above it and released
+// before them, so stopping is this list read upwards. It needs ProcessorConfig and whatever logger the
+// caller chooses (main.ts, or the integration tests).
 
-export const Infrastructure = Layer.merge(Pg.sqlLayer.pipe(Layer.provideMerge(Pg.layer)), Redis.layerConfig)
+/** `prev` is built first and feeds `next`; both are the result's outputs. */
+const then = <ROut2, E2, RIn2>(next: Layer.Layer<ROut2, E2, RIn2>) => <ROut, E, RIn>(prev: Layer.Layer<ROut, E, RIn>) =>
+  Layer.provideMerge(next, prev)
 
-// Device state exists from the start (it does no I/O until the first records) so /devices can read it;
-// /devices also reads stored rows for devices not in memory.
-const State = DeviceState.layer.pipe(Layer.provideMerge(LatestPositions.layer))
+// Refusals that a running worker cannot cure by retrying (credentials revoked, database dropped): readiness
+// names them, and they are logged at error once each time they appear.
+const REFUSALS = /^(28|3D)/
 
-// The HTTP server and the gauge sampler live as long as the worker: up before the migrations (probes
-// answer during a slow start), closed after the pipeline has drained.
-const Operations = Layer.mergeAll(Http.layer, Sampler.layer, Heartbeat.layer, Retention.layer).pipe(Layer.provideMerge(Layer.merge(State, Health.layer)))
-
-// Built after the migrations: creating the consumer group is the first stream activity.
-export const Processing = Layer.merge(RedisConsumer.layer, Writer.layer)
-
-export const run = Effect.gen(function*() {
-  yield* awaitReachable
-  yield* Effect.logInfo("Redis connected")
-  yield* migrate
+// The servers' readiness checks, once their clients exist.
+const Probes = Layer.effectDiscard(Effect.gen(function*() {
   const health = yield* Health
-  yield* Effect.zipRight(health.setStatus("running"), Pipeline.run).pipe(Effect.provide(Processing))
-}).pipe(
-  drainable,
-  Effect.provide(Operations),
-  Effect.provide(Infrastructure),
-  // Outermost: metrics and the tracer cover everything, and the last spans are flushed after the rest stops.
-  Effect.provide(Telemetry.layer),
+  const { client } = yield* Redis
+  const pg = yield* Pg
+  const refused = yield* Ref.make<string | undefined>(undefined)
+  yield* health.attach({
+    // While the commands connection is down ioredis would queue the PING until it is back: report it as it is.
+    redis: Effect.suspend(() => client.status === "ready" ? call("PING", () => client.ping()) : Effect.fail({ message: `connection ${client.status}` })),
+    postgres: pg.query("SELECT 1", "SELECT 1").pipe(
+      Effect.tapBoth({
+        onFailure: (error) => {
+          const state = error.sqlstate !== undefined && REFUSALS.test(error.sqlstate) ? error.sqlstate : undefined
+          return Effect.flatMap(Ref.getAndSet(refused, state), (before) =>
+            state !== undefined && before !== state ? Effect.logError(`PostgreSQL refuses the worker: ${error.message}`) : Effect.void)
+        },
+        onSuccess: () => Ref.set(refused, undefined)
+      })
+    )
+  })
+}))
+
+export const layer = Telemetry.layer.pipe(
+  // 1. Metrics and the tracer cover everything; the last spans are flushed after the rest has stopped.
+  // 2. The stop request, the pipeline's progress and health: no I/O.
+  then(Layer.mergeAll(Shutdown.layer, Progress.layer)),
+  then(Health.layer),
+  // 3. The pool (no connection yet) and device state (no query until records come: /devices reads it).
+  then(Pg.layer),
+  then(Layer.merge(Pg.sqlLayer, DeviceState.layer.pipe(Layer.provideMerge(LatestPositions.layer)))),
+  // 4. The HTTP server: probes answer from here on, while the worker waits for the servers and while it
+  //    drains; it closes after the server connections.
+  then(Http.layer),
+  // 5. PostgreSQL answers, or the worker stops (refused credentials, missing database, a minute without answer).
+  then(Layer.effectDiscard(awaitReachable)),
+  // 6. Redis: both connections, waited for likewise.
+  then(Redis.layerConfig),
+  // 7. Readiness checks the servers; the gauges are sampled; the minute's log line; stream retention.
+  then(Layer.mergeAll(Probes, Sampler.layer, Heartbeat.layer, Retention.layer)),
+  // 8. The schema.
+  then(Layer.effectDiscard(migrate)),
+  // 9. Creating the consumer group is the first stream activity.
+  then(Layer.merge(RedisConsumer.layer, Writer.layer))
+)
+
+// This consumer's pending entries (XINFO CONSUMERS), for the line that says what a drain left behind.
+const ownPending = Effect.gen(function*() {
+  const { client } = yield* Redis
+  const { consumer, group, stream } = yield* ProcessorConfig
+  const consumers = yield* call("XINFO CONSUMERS", () => client.xinfo("CONSUMERS", stream, group) as Promise<Array<Array<unknown>>>)
+  for (const info of consumers) {
+    const fields = new Map<unknown, unknown>()
+    for (let i = 0; i + 1 < info.length; i += 2) fields.set(info[i], info[i + 1])
+    if (fields.get("name") === consumer) return Number(fields.get("pending"))
+  }
+  return 0
+})
+
+/**
+ * The worker: the layers above in order, then the pipeline until a stop request (interruption: SIGTERM or
+ * SIGINT through runMain) has drained it; then the layers released in reverse. Its failure carries the exit
+ * code (ExitCode.ts); an interruption alone is a clean stop.
+ */
+export const run = runUntilStopped(Pipeline.run, ownPending).pipe(
+  Effect.provide(layer),
   (inner) => Effect.zipRight(Effect.logInfo("processor starting"), inner),
-  Effect.onInterrupt(() => Effect.logInfo("processor stopped"))
+  Effect.onExit((exit) =>
+    Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) && exitCodeOf(exit) === 0
+      ? Effect.logInfo("processor stopped")
+      : Effect.void)
 )

@@ -169,4 +169,45 @@ describe("settings", () => {
         expect(describeConfigError(error)).not.toContain("s3cret")
       }))
   })
+
+  describe("server URLs", () => {
+    it.effect("REDIS_URL becomes explicit connection options, the password redacted", () =>
+      Effect.gen(function*() {
+        const s = yield* load([["REDIS_URL", "rediss://app:p%40ss@[::1]:6380/3"]])
+        expect({ ...s.redis, password: Redacted.value(s.redis.password!) }).toEqual({
+          host: "::1", port: 6380, username: "app", password: "p@ss", db: 3, tls: true, address: "rediss://app:***@[::1]:6380/3"
+        })
+        const d = yield* load([])
+        expect(d.redis).toEqual({ host: "127.0.0.1", port: 6379, username: undefined, password: undefined, db: 0, tls: false, address: "redis://127.0.0.1:6379" })
+        expect(d.postgres).toEqual({ host: "127.0.0.1", port: 5432, database: "postgres", user: "postgres", address: "postgres://postgres@127.0.0.1:5432/postgres" })
+      }))
+
+    it.effect("POSTGRES_URL: postgres: or postgresql:, query parameters kept for the pool, left out of the address", () =>
+      Effect.gen(function*() {
+        const s = yield* load([["POSTGRES_URL", "postgresql://app:s3cret@db:5433/telemetry?sslmode=require"]])
+        expect(Redacted.value(s.postgresUrl)).toBe("postgresql://app:s3cret@db:5433/telemetry?sslmode=require")
+        expect(s.postgres).toEqual({ host: "db", port: 5433, database: "telemetry", user: "app", address: "postgresql://app:***@db:5433/telemetry" })
+      }))
+
+    it.effect.each([
+      ["REDIS_URL", "redis://:s3cret@[::1"],
+      ["REDIS_URL", "redis://:s3cret@cache:port"],
+      ["REDIS_URL", "redis://:s3cret@cache:6379/zero"],
+      ["REDIS_URL", "redis://:s3cret@cache:6379?db=2"],
+      ["REDIS_URL", "redis://:s3cret@cache:99999"],
+      ["REDIS_URL", "http://:s3cret@cache:6379"],
+      ["REDIS_URL", "cache:6379"],
+      ["POSTGRES_URL", "127.0.0.1:5432"],
+      ["POSTGRES_URL", "localhost:5432"],
+      ["POSTGRES_URL", "mysql://u:s3cret@db/x"],
+      ["POSTGRES_URL", "postgres://u:s3cret@db:port/x"],
+      ["POSTGRES_URL", "postgres:///x"]
+    ] as const)("rejects %s=%s in one line naming the variable, without the password", ([key, value]) =>
+      Effect.gen(function*() {
+        const message = describeConfigError(yield* Effect.flip(load([[key, value]])))
+        expect(message).toContain(`${key}: Expected a URL such as `)
+        expect(message).not.toContain("s3cret")
+        expect(message).not.toMatch(/[\r\n]/)
+      }))
+  })
 })

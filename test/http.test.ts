@@ -33,12 +33,16 @@ import { configLayer } from "./support/testConfig.js"
 const startWorker = (env: Record<string, string | number>) =>
   Effect.gen(function*() {
     const port = yield* Deferred.make<number>()
+    const logs: Array<{ level: string; text: string }> = []
     const logger = Logger.make((options) => {
       const message = options.message
       const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
       const m = /^http listening on port (\d+)$/.exec(text)
       if (m !== null) Deferred.unsafeDone(port, Exit.succeed(Number(m[1])))
-      if (LogLevel.greaterThanEqual(options.logLevel, LogLevel.Warning)) Logger.prettyLoggerDefault.log(options)
+      if (LogLevel.greaterThanEqual(options.logLevel, LogLevel.Warning)) {
+        logs.push({ level: options.logLevel.label, text })
+        Logger.prettyLoggerDefault.log(options)
+      }
     })
     const fiber = yield* Effect.forkScoped(Worker.run.pipe(
       Effect.provide(configLayer({ ...env, HTTP_PORT: 0 })),
@@ -48,7 +52,7 @@ const startWorker = (env: Record<string, string | number>) =>
       Deferred.await(port),
       Effect.flatMap(Fiber.await(fiber), (exit) => Effect.dieMessage(`the worker ended before listening: ${String(exit)}`))
     ).pipe(Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error("no 'http listening on port' line within 60 s") }), Effect.orDie)
-    return { port: listening, fiber }
+    return { port: listening, fiber, logs }
   })
 
 interface Reply {
@@ -251,6 +255,37 @@ describe("HTTP endpoints of a running worker", () => {
       yield* adminQuery(`ALTER DATABASE ${t.db.name} ALLOW_CONNECTIONS true`)
       yield* waitUntil("ready again", Effect.map(get(port, "/readyz"), (r) => r.status === 200))
       expect(json(yield* get(port, "/readyz"))).toEqual({ ready: true, checks: { redis: "ok", postgres: "ok", consumer: "ok" } })
+    }))
+
+  it.scopedLive("/readyz names PostgreSQL refusing a running worker (28000), logged at error once; ready again once allowed", () =>
+    Effect.gen(function*() {
+      const role = `processor_role_${Date.now().toString(36)}`
+      // Acquired before the database, so released after it is dropped (the role owns it).
+      yield* Effect.acquireRelease(adminQuery(`CREATE ROLE ${role} LOGIN`), () => adminQuery(`DROP ROLE IF EXISTS ${role}`).pipe(Effect.ignore))
+      const t = yield* testEnvironment
+      yield* adminQuery(`ALTER DATABASE ${t.db.name} OWNER TO ${role}`)
+      const url = new URL(t.db.url)
+      url.username = role
+      const { logs, port } = yield* startWorker({ ...t.env, POSTGRES_URL: url.toString() })
+      yield* waitUntil("ready", Effect.map(get(port, "/readyz"), (r) => r.status === 200))
+
+      yield* Effect.acquireRelease(
+        Effect.zipRight(
+          adminQuery(`ALTER ROLE ${role} NOLOGIN`),
+          adminQuery(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${role}'`)
+        ),
+        () => adminQuery(`ALTER ROLE ${role} LOGIN`).pipe(Effect.ignore)
+      )
+      yield* waitUntil("not ready", Effect.map(get(port, "/readyz"), (r) => r.status === 503))
+      for (let i = 0; i < 3; i++) {
+        const checks = json(yield* get(port, "/readyz"))["checks"] as { postgres: string }
+        expect(checks.postgres).toMatch(/^error: SELECT 1: .*not permitted to log in.*\(SQLSTATE 28000\)/)
+      }
+      expect(logs.filter((l) => l.level === "ERROR" && l.text.startsWith("PostgreSQL refuses the worker"))).toHaveLength(1)
+      expect(yield* get(port, "/healthz")).toMatchObject({ status: 200 })
+
+      yield* adminQuery(`ALTER ROLE ${role} LOGIN`)
+      yield* waitUntil("ready again", Effect.map(get(port, "/readyz"), (r) => r.status === 200))
     }))
 
   it.scopedLive("/devices/:id returns the newest position (after out-of-order input) with the token, 401 without, 404 when unknown", () =>

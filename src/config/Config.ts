@@ -3,9 +3,36 @@ import { Config, ConfigError, Context, Data, Duration, Effect, Either, Layer, Lo
 
 export type LogFormat = "json" | "pretty"
 
+/** Where and how to connect to Redis, from REDIS_URL. */
+export interface RedisConnection {
+  readonly host: string
+  readonly port: number
+  readonly username: string | undefined
+  readonly password: Redacted.Redacted | undefined
+  readonly db: number
+  /** rediss: */
+  readonly tls: boolean
+  /** The URL for logs: the password, if any, replaced by `***`. */
+  readonly address: string
+}
+
+/** Where PostgreSQL is, from POSTGRES_URL (the pool still takes the whole URL, query parameters included). */
+export interface PostgresConnection {
+  readonly host: string
+  readonly port: number
+  readonly database: string
+  readonly user: string | undefined
+  /** The URL for logs: the password, if any, replaced by `***`, query parameters left out. */
+  readonly address: string
+}
+
 export interface Settings {
+  /** REDIS_URL, validated: use `redis` to connect. */
   readonly redisUrl: Redacted.Redacted
+  readonly redis: RedisConnection
+  /** POSTGRES_URL, validated. */
   readonly postgresUrl: Redacted.Redacted
+  readonly postgres: PostgresConnection
   readonly pgPoolSize: number
   readonly stream: string
   readonly group: string
@@ -94,18 +121,99 @@ const name = (key: string, fallback: string) =>
 // Unique per host; instances sharing a host (not a container) must set REDIS_CONSUMER themselves.
 const defaultConsumer = hostname() || "processor"
 
-const redisUrl = Config.redacted("REDIS_URL").pipe(Config.withDefault(Redacted.make("redis://127.0.0.1:6379")))
+
+// WHATWG URL only: Node's legacy url.parse (which ioredis falls back to for a string) prints a deprecation
+// warning quoting the whole URL, password included. Messages below never quote the URL.
+const parseUrl = (text: string, schemes: ReadonlyArray<string>, form: string): Either.Either<URL, string> => {
+  let url: URL
+  try {
+    url = new URL(text.trim())
+  } catch {
+    return Either.left(`Expected a URL such as ${form}; this one does not parse (a port must be a number up to 65535)`)
+  }
+  if (!schemes.includes(url.protocol)) {
+    // The scheme is safe to quote; a host:port without a scheme parses as a scheme of its own, so only a short one is.
+    const scheme = /^[a-z][a-z0-9+.-]{0,15}:$/i.test(url.protocol) ? ` ${JSON.stringify(url.protocol)}` : ""
+    return Either.left(`Expected a URL such as ${form}, with scheme ${schemes.join(" or ")}; received scheme${scheme || " none"}`)
+  }
+  if (url.hostname === "") return Either.left(`Expected a URL such as ${form}: the host is missing`)
+  if (url.hash !== "") return Either.left(`Expected a URL such as ${form}, without a #fragment`)
+  return Either.right(url)
+}
+
+const decode = (part: string): string => {
+  try {
+    return decodeURIComponent(part)
+  } catch {
+    return part
+  }
+}
+
+/** The URL with its password replaced by `***`, without query or fragment: safe to log. */
+export const redactUrl = (url: URL): string => {
+  const auth = url.username !== "" || url.password !== "" ? `${url.username}${url.password !== "" ? ":***" : ""}@` : ""
+  return `${url.protocol}//${auth}${url.host}${url.pathname === "/" ? "" : url.pathname}`
+}
+
+const REDIS_FORM = "redis://[user][:password@]host[:port][/db] (rediss:// for TLS)"
+
+/**
+ * REDIS_URL as connection options: scheme redis: or rediss:, a host, a numeric port (default 6379) and
+ * an optional numeric database (the path); no query parameters. Left: what is wrong, without the URL.
+ */
+export const parseRedisUrl = (text: string): Either.Either<RedisConnection, string> =>
+  Either.flatMap(parseUrl(text, ["redis:", "rediss:"], REDIS_FORM), (url): Either.Either<RedisConnection, string> => {
+    const db = url.pathname === "" || url.pathname === "/" ? "0" : url.pathname.slice(1)
+    if (!/^\d{1,5}$/.test(db)) return Either.left(`Expected a URL such as ${REDIS_FORM}: the database must be a number`)
+    if (url.search !== "") return Either.left(`Expected a URL such as ${REDIS_FORM}, without query parameters`)
+    return Either.right({
+      // IPv6 literals come bracketed ("[::1]"); the client wants the bare address.
+      host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+      port: url.port === "" ? 6379 : Number(url.port),
+      username: url.username === "" ? undefined : decode(url.username),
+      password: url.password === "" ? undefined : Redacted.make(decode(url.password)),
+      db: Number(db),
+      tls: url.protocol === "rediss:",
+      address: redactUrl(url)
+    })
+  })
+
+const POSTGRES_FORM = "postgres://user[:password]@host[:port]/database"
+
+/** POSTGRES_URL checked: scheme postgres: or postgresql:, a host, a numeric port (default 5432). */
+export const parsePostgresUrl = (text: string): Either.Either<PostgresConnection, string> =>
+  Either.map(parseUrl(text, ["postgres:", "postgresql:"], POSTGRES_FORM), (url): PostgresConnection => ({
+    host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+    port: url.port === "" ? 5432 : Number(url.port),
+    database: decode(url.pathname.slice(1)),
+    user: url.username === "" ? undefined : decode(url.username),
+    address: redactUrl(url)
+  }))
+
+// A URL variable: validated here, so that a malformed one stops the worker with exit 78 before any client sees it.
+const url = <A>(key: string, fallback: string, parse: (text: string) => Either.Either<A, string>) =>
+  Config.redacted(key).pipe(
+    Config.withDefault(Redacted.make(fallback)),
+    Config.mapOrFail((value) =>
+      Either.match(parse(Redacted.value(value)), {
+        onLeft: (message) => Either.left(ConfigError.InvalidData([key], message)),
+        onRight: (parsed) => Either.right({ value, parsed })
+      })
+    )
+  )
+
+const redisUrl = url("REDIS_URL", "redis://127.0.0.1:6379", parseRedisUrl)
 const redisStream = name("REDIS_STREAM", "telemetry:t")
 const deadLetterStream = name("REDIS_DLQ_STREAM", "telemetry:t:dlq")
 
-/** REDIS_URL, REDIS_STREAM and REDIS_DLQ_STREAM: the settings the command-line tools share with the worker. */
-export const redisSettings = Config.all({ redisUrl, stream: redisStream, deadLetterStream })
+/** REDIS_URL (validated, and as connection options), REDIS_STREAM and REDIS_DLQ_STREAM: what the CLIs share with the worker. */
+export const redisSettings = Config.all({ redisUrl, stream: redisStream, deadLetterStream }).pipe(
+  Config.map(({ redisUrl, ...rest }) => ({ ...rest, redisUrl: redisUrl.value, redis: redisUrl.parsed }))
+)
 
 export const settings: Config.Config<Settings> = Config.all({
   redisUrl,
-  postgresUrl: Config.redacted("POSTGRES_URL").pipe(
-    Config.withDefault(Redacted.make("postgres://postgres@127.0.0.1:5432/postgres"))
-  ),
+  postgresUrl: url("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres", parsePostgresUrl),
   pgPoolSize: positive("PG_POOL_SIZE", 4),
   stream: redisStream,
   group: name("REDIS_GROUP", "processor"),
@@ -149,7 +257,15 @@ export const settings: Config.Config<Settings> = Config.all({
   httpAuthToken: Config.option(Config.redacted("HTTP_AUTH_TOKEN")),
   otlpEndpoint: Config.option(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT")),
   serviceName: name("OTEL_SERVICE_NAME", "processor")
-})
+}).pipe(
+  Config.map(({ postgresUrl, redisUrl, ...rest }): Settings => ({
+    ...rest,
+    redisUrl: redisUrl.value,
+    redis: redisUrl.parsed,
+    postgresUrl: postgresUrl.value,
+    postgres: postgresUrl.parsed
+  }))
+)
 
 export class ConfigInvalid extends Data.TaggedError("ConfigInvalid")<{ readonly message: string }> {}
 

@@ -1,7 +1,8 @@
-import { Context, Data, Duration, Effect, Layer, Redacted, Runtime } from "effect"
+import { Context, Data, Duration, Effect, Either, Layer, Option, Redacted, Runtime } from "effect"
 import { Redis as IORedis } from "ioredis"
-import * as Backoff from "../Backoff.js"
-import { ProcessorConfig } from "../config/Config.js"
+import { parseRedisUrl, ProcessorConfig } from "../config/Config.js"
+import { ExitCode, StartFailed } from "../ExitCode.js"
+import { Health } from "../observability/Health.js"
 
 export class RedisError extends Data.TaggedError("RedisError")<{ readonly op: string; readonly cause: unknown }> {
   override get message() {
@@ -92,69 +93,125 @@ export class Redis extends Context.Tag("processor/Redis")<Redis, {
   )
 }
 
+// Refusals at start that waiting does not cure: a wrong password or user (WRONGPASS), a password the server
+// wants and was not given (NOAUTH), an ACL user without the right to connect (NOPERM).
+const REFUSED = new Set(["WRONGPASS", "NOAUTH", "NOPERM"])
+
+/** A socket error's code (ECONNREFUSED…), or the first word of the server's reply (WRONGPASS, LOADING…). */
+const errorCode = (error: Error): string => {
+  const code = (error as { code?: unknown }).code
+  if (typeof code === "string") return code
+  const word = /^[A-Z][A-Z_]+\b/.exec(error.message)
+  return word === null ? "error" : word[0]
+}
+
+/** How long start-up waits for Redis (as Backoff.atStart does for PostgreSQL). */
+const START_DEADLINE = Duration.minutes(1)
+
 const connect = (url: Redacted.Redacted, role: string, deadline: Duration.Duration) =>
   Effect.gen(function*() {
+    // Explicit options, never the URL string: ioredis would hand a string to Node's legacy url.parse,
+    // which warns with the whole URL, password included. The settings validated it already.
+    const options = yield* Either.match(parseRedisUrl(Redacted.value(url)), {
+      onLeft: (message) => Effect.dieMessage(`REDIS_URL: ${message}`),
+      onRight: Effect.succeed
+    })
     const runtime = yield* Effect.runtime<never>()
     const log = Runtime.runFork(runtime)
-    const deadlineMs = Duration.toMillis(deadline)
-    const acquire = Effect.suspend(() => {
-      const redis = new IORedis(Redacted.value(url), {
-        lazyConnect: true,
-        // Commands issued while the connection is down wait for it (up to their deadline) instead of
-        // failing after a few reconnection attempts.
-        maxRetriesPerRequest: null,
-        // Every command fails after the deadline; `callOn` then drops the connection (ioredis' own
-        // socketTimeout is not used: its timer outlives a reconnect and then destroys the new connection).
-        commandTimeout: deadlineMs,
-        // A command in flight when the connection dropped is failed (by its deadline), not sent again on the
-        // new connection: the caller retries it, once, knowingly. A blocking read resent behind the caller's
-        // back would deliver entries nobody takes.
-        autoResendUnfulfilledCommands: false,
-        keepAlive: Duration.toMillis(KEEPALIVE),
-        connectionName: `processor:${role}`,
-        retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 5_000) + Math.floor(Math.random() * 100)
-      })
-      let lost = false
-      let lastError = ""
-      redis.on("error", (error: Error) => {
-        lastError = error.message
-      })
-      redis.on("close", () => {
-        // Calls still waiting for a reply on the closed connection fail now rather than at their deadline
-        // (ioredis, not resending them, would otherwise leave them pending): their callers retry at once.
-        // The queue is the closed connection's until the next connect replaces it.
-        for (const item of redis.commandQueue.toArray()) item.command.reject(new Error(CONNECTION_LOST))
-        if (!lost && redis.status !== "end" && !closing.has(redis)) {
-          lost = true
-          const why = lastError === "" ? "" : ` (${lastError.slice(0, 200)})`
-          log(Effect.logWarning(`Redis connection lost${why}; reconnecting`).pipe(Effect.annotateLogs({ role })))
-        }
-        lastError = ""
-      })
-      redis.on("ready", () => {
-        if (lost) {
-          lost = false
-          log(Effect.logInfo("Redis connection restored").pipe(Effect.annotateLogs({ role })))
-        }
-      })
-      return call("connect", () => redis.connect()).pipe(
-        Effect.timeout("10 seconds"),
-        Effect.as(redis),
-        Effect.tapError(() => Effect.sync(() => redis.disconnect()))
-      )
-    })
-    return yield* Effect.acquireRelease(
-      acquire.pipe(
-        Effect.tapError((error) => Effect.logWarning(`Redis not reachable yet: ${error.message}`)),
-        Effect.retry(Backoff.atStart)
+    const health = yield* Effect.serviceOption(Health)
+    const redis = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        new IORedis({
+          host: options.host,
+          port: options.port,
+          ...(options.username === undefined ? {} : { username: options.username }),
+          ...(options.password === undefined ? {} : { password: Redacted.value(options.password) }),
+          db: options.db,
+          ...(options.tls ? { tls: {} } : {}),
+          lazyConnect: true,
+          // Commands issued while the connection is down wait for it (up to their deadline) instead of
+          // failing after a few reconnection attempts.
+          maxRetriesPerRequest: null,
+          // Every command fails after the deadline; `callOn` then drops the connection (ioredis' own
+          // socketTimeout is not used: its timer outlives a reconnect and then destroys the new connection).
+          commandTimeout: Duration.toMillis(deadline),
+          // A command in flight when the connection dropped is failed (by its deadline), not sent again on the
+          // new connection: the caller retries it, once, knowingly. A blocking read resent behind the caller's
+          // back would deliver entries nobody takes.
+          autoResendUnfulfilledCommands: false,
+          keepAlive: Duration.toMillis(KEEPALIVE),
+          connectionName: `processor:${role}`,
+          retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 5_000) + Math.floor(Math.random() * 100)
+        })
       ),
       (redis) =>
         Effect.sync(() => closing.add(redis)).pipe(
-          // Finalizers are uninterruptible: only an interruptible wait can be cut short by the timeout.
-          Effect.zipRight(role === "reads" ? Effect.void : Effect.interruptible(Effect.promise(() => redis.quit())).pipe(Effect.timeout("1 second"), Effect.ignore)),
+          // A connection that is not up would queue QUIT until it is: only a ready one is asked to quit.
+          // Interruptible, so that the timeout really bounds it (releases run uninterruptibly).
+          Effect.zipRight(role === "reads" || redis.status !== "ready"
+            ? Effect.void
+            : Effect.interruptible(Effect.promise(() => redis.quit())).pipe(Effect.timeout("1 second"), Effect.ignore)),
           Effect.ensuring(Effect.sync(() => redis.disconnect()))
         )
     )
+    let up = false
+    let lost = false
+    let lastError = ""
+    redis.on("close", () => {
+      // Calls still waiting for a reply on the closed connection fail now rather than at their deadline
+      // (ioredis, not resending them, would otherwise leave them pending): their callers retry at once.
+      // The queue is the closed connection's until the next connect replaces it.
+      for (const item of redis.commandQueue.toArray()) item.command.reject(new Error(CONNECTION_LOST))
+      if (up && !lost && redis.status !== "end" && !closing.has(redis)) {
+        lost = true
+        const why = lastError === "" ? "" : ` (${lastError.slice(0, 200)})`
+        log(Effect.logWarning(`Redis connection lost${why}; reconnecting`).pipe(Effect.annotateLogs({ role })))
+      }
+      lastError = ""
+    })
+    redis.on("ready", () => {
+      up = true
+      if (lost) {
+        lost = false
+        log(Effect.logInfo("Redis connection restored").pipe(Effect.annotateLogs({ role })))
+      }
+    })
+
+    // ioredis keeps reconnecting by itself (retryStrategy) after a failed first attempt; each failure is an
+    // "error" event. One line per change of what it fails on; a refusal of the credentials ends the wait.
+    let waitingOn: string | undefined
+    let onError: (error: Error) => void = () => {}
+    redis.on("error", (error: Error) => {
+      lastError = error.message
+      onError(error)
+    })
+    yield* Effect.async<void, StartFailed>((resume) => {
+      onError = (error) => {
+        const code = errorCode(error)
+        if (REFUSED.has(code)) {
+          resume(Effect.fail(new StartFailed({ message: `Redis at ${options.address} refused the credentials: ${error.message}`, exitCode: ExitCode.noPermission })))
+          return
+        }
+        if (code === waitingOn) return
+        waitingOn = code
+        log(Effect.logWarning(`waiting for Redis at ${options.address}: ${code}: ${error.message}`).pipe(
+          Effect.zipRight(Option.isSome(health) ? health.value.note("redis", `waiting: ${code}`) : Effect.void),
+          Effect.annotateLogs({ role })
+        ))
+      }
+      redis.once("ready", () => resume(Effect.void))
+      // Its rejection ("Connection is closed.") says less than the error event before it.
+      redis.connect().catch(() => {})
+    }).pipe(
+      Effect.timeoutFail({
+        duration: START_DEADLINE,
+        onTimeout: () => new StartFailed({ message: `Redis at ${options.address} not reachable at start within ${Duration.format(START_DEADLINE)}: ${waitingOn ?? "no answer"}`, exitCode: ExitCode.failure })
+      }),
+      Effect.ensuring(Effect.sync(() => (onError = () => {})))
+    )
+    if (Option.isSome(health)) yield* health.value.note("redis", "ok")
+    if (waitingOn !== undefined) yield* Effect.logInfo(`Redis connected at ${options.address}`).pipe(Effect.annotateLogs({ role }))
+    return redis
   })
 
 const closing = new WeakSet<IORedis>()

@@ -1,11 +1,11 @@
-import { Clock, Duration, Effect, Layer, Ref, Schedule } from "effect"
+import { Clock, Duration, Effect, Layer, Schedule } from "effect"
 import type { Redis as IORedis } from "ioredis"
 import * as Backoff from "../Backoff.js"
 import { ProcessorConfig } from "../config/Config.js"
 import * as Reason from "../deadletter/Reason.js"
 import * as Metrics from "../observability/Metrics.js"
 import { Consumer, type DeadLetter, type StreamEntry, type WriteFailure } from "./Consumer.js"
-import { Progress } from "./Progress.js"
+import { Progress } from "../observability/Progress.js"
 import * as ReadLoop from "./ReadLoop.js"
 import { callOn, Redis, RedisError } from "./Redis.js"
 
@@ -323,11 +323,11 @@ export const make = Effect.gen(function*() {
         // Logged once per run of failures, not once per retry.
         if (failing++ === 0) yield* Effect.logWarning(`${error.message}; retrying until Redis answers`)
       }),
-    onProgress: (now) =>
+    onProgress: () =>
       Effect.zipRight(
         failing > 0 ? Effect.logInfo(`reading again after ${failing} failed attempts`) : Effect.void,
         Effect.sync(() => (failing = 0))
-      ).pipe(Effect.zipRight(Ref.set(progress.lastRead, now)))
+      ).pipe(Effect.zipRight(progress.markRead))
   }
 
   const entries = ReadLoop.entries(reads, {

@@ -15,8 +15,9 @@ import { LatestPositions } from "../state/LatestPositions.js"
 
 // The operations endpoints, on one port (HTTP_PORT):
 //   GET /metrics       Prometheus exposition               open
-//   GET /healthz       200 while the worker runs           open
-//   GET /readyz        200 when Redis, PostgreSQL and the consumer are all fine, else 503 naming what is not
+//   GET /healthz       200 unless the pipeline is stuck with work waiting (then 503: restart me)   open
+//   GET /readyz        200 when Redis, PostgreSQL and the consumer are all fine and progressing, else 503
+//                      naming what is not ("draining" after SIGTERM)
 //   GET /devices/:id   a device's state: in memory, else its newest stored row   only with HTTP_AUTH_TOKEN, as a bearer token
 // The open endpoints say nothing about devices or positions.
 
@@ -96,6 +97,11 @@ export const router = Effect.gen(function*() {
 
   if (Option.isNone(config.httpAuthToken)) yield* Effect.logInfo("GET /devices/:id is off: HTTP_AUTH_TOKEN is not set")
 
+  // Liveness: 503 only when the pipeline is stuck while work waits, so that the orchestrator restarts it.
+  // Server outages are readiness matters: restarting does not bring a server back.
+  const healthz = Effect.map(health.liveness, (liveness) =>
+    HttpServerResponse.unsafeJson({ status: liveness.status }, { status: liveness.alive ? 200 : 503 }))
+
   // Without a configured token the endpoint does not exist: 404 for every device, whatever is sent.
   const device = Option.match(config.httpAuthToken, {
     onNone: () => Effect.succeed(notFound),
@@ -114,7 +120,7 @@ export const router = Effect.gen(function*() {
 
   return HttpRouter.empty.pipe(
     HttpRouter.get("/metrics", metrics),
-    HttpRouter.get("/healthz", Effect.succeed(HttpServerResponse.unsafeJson({ status: "ok" }))),
+    HttpRouter.get("/healthz", healthz),
     HttpRouter.get("/readyz", readyz),
     HttpRouter.get("/devices/:id", device),
     Effect.catchTag("RouteNotFound", () => Effect.succeed(notFound))
@@ -127,17 +133,19 @@ export const router = Effect.gen(function*() {
  */
 export const layer = Layer.unwrapEffect(
   Effect.gen(function*() {
-    const { httpPort } = yield* ProcessorConfig
+    const { httpHost, httpPort } = yield* ProcessorConfig
     const app = yield* router
-    const server = NodeHttpServer.layer(() => createServer(), { port: httpPort }).pipe(
-      Layer.mapError((error) => new HttpListenError({ port: httpPort, cause: error.cause })),
-      Layer.orDie
+    // HTTP_HOST unset: every interface (Node's default).
+    const listen = Option.match(httpHost, { onNone: () => ({ port: httpPort }), onSome: (host) => ({ port: httpPort, host }) })
+    const server = NodeHttpServer.layer(() => createServer(), listen).pipe(
+      // A typed failure, not a defect: the worker stops with this one line (ExitCode: 1).
+      Layer.mapError((error) => new HttpListenError({ port: httpPort, cause: error.cause }))
     )
     return Layer.merge(
       // No span per request: probes and scrapes every few seconds would drown the pipeline's traces.
       HttpServer.serve(app).pipe(HttpMiddleware.withTracerDisabledWhen(() => true)),
       Layer.effectDiscard(HttpServer.addressWith((address) =>
-        Effect.logInfo(address._tag === "TcpAddress" ? `http listening on port ${address.port}` : `http listening on ${address.path}`)
+        Effect.logInfo(address._tag === "TcpAddress" ? `http listening on ${address.hostname} port ${address.port}` : `http listening on ${address.path}`)
       ))
     ).pipe(Layer.provide(server))
   })

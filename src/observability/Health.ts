@@ -1,8 +1,8 @@
-import { Context, Duration, Effect, Fiber, Layer, Ref } from "effect"
-import { call, Redis } from "../consumer/Redis.js"
-import { Pg } from "../postgres/Pg.js"
+import { Clock, Context, Duration, Effect, Layer, Metric, Option, Ref } from "effect"
+import * as Metrics from "./Metrics.js"
+import { Progress, stall } from "./Progress.js"
 
-/** Where the consumer is in its life: ready only while "running". */
+/** Where the consumer is in its life: ready only while "running" (and not stalled). */
 export type ConsumerStatus = "starting" | "running" | "draining" | "stopped"
 
 export interface Readiness {
@@ -11,59 +11,98 @@ export interface Readiness {
   readonly checks: { readonly redis: string; readonly postgres: string; readonly consumer: string }
 }
 
+export interface Liveness {
+  readonly alive: boolean
+  /** "ok", or why the worker should be restarted. */
+  readonly status: string
+}
+
+/** A server check: succeeds when the server answers; fails with a message that names no data. */
+export type Check = Effect.Effect<unknown, { readonly message: string }>
+
+export type Server = "redis" | "postgres"
+
+export interface HealthOptions {
+  /** /readyz turns 503 when the pipeline has made no progress this long while work waits. */
+  readonly readyStall: Duration.DurationInput
+  /** /healthz turns 503 (restart me) when the pipeline has made no progress this long while work waits. */
+  readonly liveStall: Duration.DurationInput
+}
+
+/**
+ * 30 s: a healthy worker with work reads within READ_BLOCK_MS and writes a batch within seconds.
+ * 120 s: past the pool's statement (60 s) and query (65 s) timeouts, so a stuck statement is given up and
+ * retried before the worker is declared dead.
+ */
+export const defaultOptions: HealthOptions = { readyStall: "30 seconds", liveStall: "120 seconds" }
+
 const CHECK_TIMEOUT = Duration.seconds(1)
 
 // A check that cannot answer within a second counts as failed: a probe must not hang on a dead connection.
-const probe = (effect: Effect.Effect<unknown, { readonly message: string }>) =>
+const probe = (effect: Check) =>
   effect.pipe(
     Effect.timeoutFail({ duration: CHECK_TIMEOUT, onTimeout: () => ({ message: `no answer within ${Duration.format(CHECK_TIMEOUT)}` }) }),
     Effect.match({ onFailure: (error) => `error: ${error.message}`, onSuccess: () => "ok" })
   )
 
+// The group's lag as last sampled (Sampler.ts, XINFO GROUPS every 5 s): entries nobody has read yet.
+const unread = Effect.map(Metric.value(Metrics.groupLag), (state) => state.value)
+
 export class Health extends Context.Tag("processor/Health")<Health, {
   readonly setStatus: (status: ConsumerStatus) => Effect.Effect<void>
-  /** Redis answers PING, PostgreSQL answers SELECT 1 (each within a second), and the consumer is running. */
+  /** The server checks, once the clients exist. Until then readiness reports what `note` said, or "connecting". */
+  readonly attach: (checks: Readonly<Record<Server, Check>>) => Effect.Effect<void>
+  /** What start-up is waiting for on a server ("waiting: ECONNREFUSED"), shown by readiness until `attach`. */
+  readonly note: (server: Server, text: string) => Effect.Effect<void>
+  /** Redis answers PING, PostgreSQL answers SELECT 1 (each within a second), and the consumer runs and progresses. */
   readonly readiness: Effect.Effect<Readiness>
+  /** Alive unless the running pipeline has made no progress for the liveness limit while work waits. */
+  readonly liveness: Effect.Effect<Liveness>
 }>() {
-  static readonly make = Effect.gen(function*() {
-    const { client } = yield* Redis
-    const pg = yield* Pg
-    const status = yield* Ref.make<ConsumerStatus>("starting")
+  static readonly make = (options: HealthOptions = defaultOptions) =>
+    Effect.gen(function*() {
+      const progress = yield* Progress
+      const status = yield* Ref.make<ConsumerStatus>("starting")
+      const checks = yield* Ref.make<Option.Option<Readonly<Record<Server, Check>>>>(Option.none())
+      const notes = yield* Ref.make<Readonly<Record<Server, string>>>({ redis: "connecting", postgres: "connecting" })
+      const readyMs = Duration.toMillis(options.readyStall)
+      const liveMs = Duration.toMillis(options.liveStall)
 
-    // On the commands connection. While it is down ioredis would queue the PING until it is back, so a
-    // connection that is not ready is reported as it is instead.
-    const redis = Effect.suspend(() =>
-      client.status === "ready"
-        ? call("PING", () => client.ping())
-        : Effect.fail({ message: `connection ${client.status}` })
-    )
-    const postgres = pg.query("SELECT 1", "SELECT 1")
+      const stalled = (limitMs: number) =>
+        Effect.all([progress.snapshot, unread, Clock.currentTimeMillis]).pipe(
+          Effect.map(([snapshot, lag, now]) => stall(snapshot, lag, now, limitMs))
+        )
 
-    const readiness = Effect.all({
-      redis: probe(redis),
-      postgres: probe(postgres),
-      consumer: Effect.map(Ref.get(status), (s) => (s === "running" ? "ok" : s))
-    }, { concurrency: "unbounded" }).pipe(
-      Effect.map((checks): Readiness => ({ ready: Object.values(checks).every((c) => c === "ok"), checks }))
-    )
+      const consumer = Effect.flatMap(Ref.get(status), (s) =>
+        s !== "running" ? Effect.succeed(s) : Effect.map(stalled(readyMs), (reason) => (reason === undefined ? "ok" : `stalled: ${reason}`)))
 
-    return Health.of({ setStatus: (s) => Ref.set(status, s), readiness })
-  })
+      const servers = Effect.flatMap(Ref.get(checks), Option.match({
+        onNone: () => Ref.get(notes),
+        onSome: (c) => Effect.all({ redis: probe(c.redis), postgres: probe(c.postgres) }, { concurrency: "unbounded" })
+      }))
 
-  static readonly layer = Layer.effect(Health, Health.make)
+      const readiness = Effect.all([servers, consumer], { concurrency: "unbounded" }).pipe(
+        Effect.map(([{ postgres, redis }, consumer]): Readiness => {
+          const all = { redis, postgres, consumer }
+          return { ready: Object.values(all).every((c) => c === "ok"), checks: all }
+        })
+      )
+
+      const liveness = Effect.flatMap(Ref.get(status), (s) =>
+        s !== "running"
+          ? Effect.succeed<Liveness>({ alive: true, status: "ok" })
+          : Effect.map(stalled(liveMs), (reason): Liveness =>
+            reason === undefined ? { alive: true, status: "ok" } : { alive: false, status: `stuck: ${reason}` }))
+
+      return Health.of({
+        setStatus: (s) => Ref.set(status, s),
+        attach: (c) => Ref.set(checks, Option.some(c)),
+        note: (server, text) => Ref.update(notes, (n) => ({ ...n, [server]: text })),
+        readiness,
+        liveness
+      })
+    })
+
+  /** Needs Progress: provide Progress.layer first (its default records nothing, so nothing would ever stall). */
+  static readonly layer = Layer.effect(Health, Health.make())
 }
-
-/**
- * Runs the pipeline so that shutdown shows before it is over: on interruption (SIGTERM) the consumer is
- * marked "draining" first, so readiness turns 503 at once, and only then is the pipeline interrupted and
- * waited for while its in-flight batches finish. Joined, not detached: its failures are the caller's.
- */
-export const drainable = <A, E, R>(self: Effect.Effect<A, E, R>) =>
-  Effect.gen(function*() {
-    const health = yield* Health
-    const fiber = yield* Effect.fork(self)
-    return yield* Fiber.join(fiber).pipe(
-      Effect.onInterrupt(() => Effect.zipRight(health.setStatus("draining"), Fiber.interrupt(fiber))),
-      Effect.ensuring(health.setStatus("stopped"))
-    )
-  })

@@ -3,11 +3,13 @@ import { ProcessorConfig } from "../config/Config.js"
 import { Consumer, type DeadLetter, type StreamEntry, type WriteFailure } from "../consumer/Consumer.js"
 import { Reason, render } from "../deadletter/Reason.js"
 import * as Metrics from "../observability/Metrics.js"
+import { Progress } from "../observability/Progress.js"
 import { decodePayload } from "../position/decode.js"
 import { DeviceState, type PositionKey } from "../state/DeviceState.js"
 import { type CopyRow, readKey, RowEncoder } from "../writer/copyBinary.js"
 import { Writer } from "../writer/Writer.js"
 import { type Accepted, DomainStage } from "./DomainStage.js"
+import { Shutdown } from "./Shutdown.js"
 
 /**
  * A record past the domain stage, waiting for the writer: its entry id and its encoded row, nothing else.
@@ -155,11 +157,17 @@ export const run = Effect.gen(function*() {
     ? Stream.groupedWithin(config.batchSize, config.batchMaxWait)
     : Stream.aggregate(batches)
 
+  const progress = yield* Progress
+  const shutdown = yield* Shutdown
+
   yield* consumer.entries.pipe(
+    // A stop ends the reading only, after the read in progress (whose entries are already ours): what was
+    // read flows on through every stage, so the stream ends once it is all written and acknowledged.
+    Stream.haltWhen(shutdown.requested),
     Stream.onStart(Effect.logInfo("processor ready")),
-    Stream.mapChunksEffect(accept),
+    Stream.mapChunksEffect((chunk) => Effect.zipRight(progress.markRead, accept(chunk)).pipe(Effect.tap((q) => progress.markQueued(q.length)))),
     batched,
-    Stream.mapEffect(writeAndAck, { concurrency: config.writeConcurrency, unordered: true }),
+    Stream.mapEffect((batch) => Effect.zipLeft(writeAndAck(batch), progress.markWritten(batch.length)), { concurrency: config.writeConcurrency, unordered: true }),
     Stream.runDrain
   )
 }).pipe(Effect.annotateLogs({ service: "pipeline" }))

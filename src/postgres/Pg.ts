@@ -1,8 +1,10 @@
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Context, Data, Duration, Effect, Layer, Redacted, Ref } from "effect"
+import { Context, Data, Duration, Effect, Layer, Option, Redacted, Ref } from "effect"
 import pg from "pg"
 import * as Backoff from "../Backoff.js"
 import { ProcessorConfig } from "../config/Config.js"
+import { ExitCode, StartFailed } from "../ExitCode.js"
+import { Health } from "../observability/Health.js"
 import * as Metrics from "../observability/Metrics.js"
 
 export class PgError extends Data.TaggedError("PgError")<{
@@ -101,15 +103,22 @@ export class Pg extends Context.Tag("processor/Pg")<Pg, PgService>() {
             max: options.poolSize,
             connectionTimeoutMillis: 5_000,
             idleTimeoutMillis: 30_000,
+            // Deadlines: the server cancels a statement after 60 s, the client gives up waiting after 65 s
+            // (a server that vanished answers nothing), and TCP keepalive probes an idle connection after
+            // 10 s instead of the kernel's two hours.
             statement_timeout: 60_000,
             query_timeout: 65_000,
+            keepAlive: true,
+            keepAliveInitialDelayMillis: 10_000,
             application_name: "processor"
           })
           // An idle client that loses its connection emits here; the next query reports the problem.
           pool.on("error", () => {})
           return pool
         }),
-        (pool) => Effect.promise(() => pool.end()).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+        // Interruptible, or the timeout would wait for pool.end(), which waits for every checked-out client
+        // (a query stuck on a lock) however long that takes. Past the deadline the process exit closes them.
+        (pool) => Effect.interruptible(Effect.promise(() => pool.end())).pipe(Effect.timeout("2 seconds"), Effect.ignore)
       )
 
       const query = <R extends pg.QueryResultRow>(op: string, text: string, values?: ReadonlyArray<unknown>) =>
@@ -192,12 +201,49 @@ export class Pg extends Context.Tag("processor/Pg")<Pg, PgService>() {
   )
 }
 
-/** Waits until PostgreSQL answers (bounded), so start-up fails with one clear line instead of a stack. */
+// At start, refusals that waiting does not cure: the credentials (28000 invalid authorization, which is
+// also an unknown role, and 28P01 wrong password) and a database that does not exist (3D000).
+const REFUSED_AT_START: Record<string, { readonly what: string; readonly exitCode: number }> = {
+  "28000": { what: "refused the role", exitCode: ExitCode.noPermission },
+  "28P01": { what: "refused the password", exitCode: ExitCode.noPermission },
+  "3D000": { what: "has no such database", exitCode: ExitCode.unavailable }
+}
+
+/** What start-up is waiting on: the SQLSTATE, the network error code (ECONNREFUSED…), or "error". */
+const waitCode = (error: PgError): string => {
+  const code = error.sqlstate ?? (error.cause as { code?: unknown })?.code
+  return typeof code === "string" ? code : "error"
+}
+
+/**
+ * Waits until PostgreSQL answers SELECT 1, logging one line each time what it waits on changes (address
+ * with the password redacted, error code) and showing it on /readyz. Fails with StartFailed: at once for
+ * a refused role or password (exit 77) or a missing database (exit 69); after Backoff.atStart's deadline
+ * (a minute) for anything else (exit 1). Interruptible throughout: a stop request ends the wait at once.
+ */
 export const awaitReachable = Effect.gen(function*() {
   const { query } = yield* Pg
+  const { postgres } = yield* ProcessorConfig
+  const health = yield* Effect.serviceOption(Health)
+  const waitingOn = yield* Ref.make<string | undefined>(undefined)
   yield* query("connect", "SELECT 1").pipe(
-    Effect.tapError((error) => Effect.logWarning(`PostgreSQL not reachable yet: ${error.message}`)),
-    Effect.retry(Backoff.atStart)
+    Effect.mapError((error) => {
+      const refused = error.sqlstate === undefined ? undefined : REFUSED_AT_START[error.sqlstate]
+      return refused === undefined
+        ? error
+        : new StartFailed({ message: `PostgreSQL at ${postgres.address} ${refused.what}: ${error.message}`, exitCode: refused.exitCode })
+    }),
+    Effect.tapError((error) =>
+      error._tag === "StartFailed" ? Effect.void : Effect.gen(function*() {
+        const code = waitCode(error)
+        if ((yield* Ref.getAndSet(waitingOn, code)) === code) return
+        yield* Effect.logWarning(`waiting for PostgreSQL at ${postgres.address}: ${code}: ${error.message}`)
+        if (Option.isSome(health)) yield* health.value.note("postgres", `waiting: ${code}`)
+      })),
+    Effect.retry({ schedule: Backoff.atStart, while: (error) => error._tag === "PgError" }),
+    Effect.catchTag("PgError", (error) =>
+      Effect.fail(new StartFailed({ message: `PostgreSQL at ${postgres.address} not reachable at start: ${waitCode(error)}: ${error.message}`, exitCode: ExitCode.failure })))
   )
-  yield* Effect.logInfo("Postgres connected")
+  if (Option.isSome(health)) yield* health.value.note("postgres", "ok")
+  yield* Effect.logInfo(`PostgreSQL connected at ${postgres.address}`)
 })
