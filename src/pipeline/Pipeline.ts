@@ -5,7 +5,7 @@ import { Reason, render } from "../deadletter/Reason.js"
 import * as Metrics from "../observability/Metrics.js"
 import { decodePayload } from "../position/decode.js"
 import { DeviceState } from "../state/DeviceState.js"
-import { type CopyRow, RowEncoder } from "../writer/copyBinary.js"
+import { type CopyRow, readKey, RowEncoder } from "../writer/copyBinary.js"
 import { Writer } from "../writer/Writer.js"
 import { type Accepted, DomainStage } from "./DomainStage.js"
 
@@ -73,6 +73,10 @@ export const run = Effect.gen(function*() {
       return Chunk.unsafeFromArray(queued)
     })
 
+  // Keys whose stored position differs from the record received: where the device state reconciles them
+  // (DeviceState.reconcile, which may hold the record's position as the device's newest).
+  const reconcile = (_keys: ReadonlyArray<{ readonly deviceId: string; readonly ms: number }>) => Effect.void
+
   const writeAndAck = (batch: Chunk.Chunk<Queued>) =>
     Effect.gen(function*() {
       const records = Chunk.toReadonlyArray(batch)
@@ -81,6 +85,8 @@ export const run = Effect.gen(function*() {
       const committed = yield* Clock.currentTimeMillis
       const ackIds: Array<string> = []
       const rejected: Array<DeadLetter> = []
+      const conflicts: Array<{ readonly deviceId: string; readonly ms: number }> = []
+      const conflicted: Array<DeadLetter> = []
       let inserted = 0
       let failed = 0
       for (let i = 0; i < records.length; i++) {
@@ -95,6 +101,12 @@ export const run = Effect.gen(function*() {
           case "Duplicate":
             ackIds.push(record.id)
             break
+          case "Conflict": {
+            const key = readKey(record.row)
+            conflicts.push(key)
+            conflicted.push({ id: record.id, reason: Reason.Conflict({ deviceId: key.deviceId, timestamp: new Date(key.ms).toISOString() }) })
+            break
+          }
           case "Failed":
             failed++
             if (outcome.permanent) {
@@ -110,14 +122,21 @@ export const run = Effect.gen(function*() {
         yield* Effect.logWarning(`${rejected.length} records rejected by the database dead-lettered; first: ${rejected[0]!.id}: ${render(rejected[0]!.reason)}`)
         yield* deadLetter(rejected)
       }
+      if (conflicted.length > 0) {
+        // Not duplicates: the stream carried a second, different position for a stored (device_id, ts).
+        yield* Effect.logWarning(`${conflicted.length} records in conflict with a stored position dead-lettered; first: ${conflicted[0]!.id}: ${render(conflicted[0]!.reason)}`)
+        yield* deadLetter(conflicted)
+        yield* Metric.incrementBy(Metrics.conflict, conflicted.length)
+        yield* reconcile(conflicts)
+      }
       const duplicates = ackIds.length - inserted
       yield* Metric.incrementBy(Metrics.inserted, inserted)
       yield* Metric.incrementBy(Metrics.duplicate, duplicates)
       if (failed > 0) yield* Metric.incrementBy(Metrics.failed, failed)
       yield* Metric.update(Metrics.batchSize, records.length)
       yield* Metric.update(Metrics.writeDuration, (committed - started) / 1000)
-      yield* Effect.logDebug(`batch: ${records.length} consumed, ${inserted} inserted, ${duplicates} duplicates, ${failed} failed`)
-      yield* Effect.annotateCurrentSpan({ records: records.length, inserted, duplicates, failed })
+      yield* Effect.logDebug(`batch: ${records.length} consumed, ${inserted} inserted, ${duplicates} duplicates, ${conflicted.length} conflicts, ${failed} failed`)
+      yield* Effect.annotateCurrentSpan({ records: records.length, inserted, duplicates, conflicts: conflicted.length, failed })
     }).pipe(
       Effect.withSpan("Pipeline.batch"),
       // A batch that has started is finished, acknowledgements included, even when shutdown begins.
