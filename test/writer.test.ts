@@ -144,6 +144,34 @@ describe("Writer: direct COPY and its fallback", () => {
     }), 60_000)
 })
 
+describe("Writer: a refused record among others", () => {
+  it.scopedLive("is isolated on either path; the parts of a batch that fell back to the staging table stay there", () =>
+    Effect.gen(function*() {
+      const { t, writeTags } = yield* setup()
+      // A row trigger: COPY then checks row by row, so a stored key fails the COPY where it stands.
+      yield* Effect.promise(() =>
+        t.pool.query(`
+          CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+            IF NEW.speed >= 1000 THEN RAISE EXCEPTION 'implausible speed' USING ERRCODE = 'P0001'; END IF;
+            RETURN NEW;
+          END $$;
+          CREATE TRIGGER refuse BEFORE INSERT ON positions FOR EACH ROW EXECUTE FUNCTION refuse();`)
+      )
+      const news = (device: string) => Array.from({ length: 8 }, (_, i) => payload(device, i))
+      const direct = yield* writeTags(...news("a").slice(0, 4), payload("a", 99, { speed: 5000 }), ...news("a").slice(4))
+      expect(direct.tags).toEqual([...Array(4).fill("Inserted"), "Failed", ...Array(4).fill("Inserted")])
+      expect(direct.outcomes[4]).toMatchObject({ permanent: false, reason: expect.stringContaining("SQLSTATE P0001") })
+      expect(direct.paths).toEqual(Array(direct.paths.length).fill("direct"))
+      // A stored key first in the batch: the first try falls back, and so does every part after it.
+      const staged = yield* writeTags(payload("a", 0), ...news("b").slice(0, 4), payload("b", 99, { speed: 5000 }), ...news("b").slice(4))
+      expect(staged.tags).toEqual(["Duplicate", ...Array(4).fill("Inserted"), "Failed", ...Array(4).fill("Inserted")])
+      expect(staged.paths.length).toBeGreaterThan(1)
+      expect(staged.paths).toEqual(Array(staged.paths.length).fill("staged"))
+      expect(yield* countRows(t.pool)).toBe(16)
+    }), 60_000)
+})
+
 describe("Writer: a statement that always times out", () => {
   it.scopedLive("is retried a few times, then isolated: the other records are written, the slow one stays pending", () =>
     Effect.gen(function*() {

@@ -110,18 +110,21 @@ export const makeWrite = (pg: Pg["Type"], observe: (path: WritePath, records: nu
   const inTransaction = <A>(f: (client: pg.PoolClient) => Promise<A>, attempts: number) =>
     pg.retryTransient(Effect.suspend(() => pg.transaction("write batch", f)), { attempts })
 
-  const attempt = (batch: ReadonlyArray<CopyRow>, attempts: number): Effect.Effect<Array<Outcome>, PgError> =>
+  const staged = (batch: ReadonlyArray<CopyRow>, attempts: number) =>
+    inTransaction((client) => stagedWrite(client, batch), attempts).pipe(
+      Effect.tap(() => Effect.sync(() => observe("staged", batch.length)))
+    )
+
+  /** The direct COPY, then the staging path on a unique violation; `onStaged` is called when it falls back. */
+  const attempt = (batch: ReadonlyArray<CopyRow>, attempts: number, onStaged: () => void): Effect.Effect<Array<Outcome>, PgError> =>
     inTransaction((client) => copyIn(client, COPY_DIRECT, copyData(batch)), attempts).pipe(
       Effect.map(() => {
         observe("direct", batch.length)
-        return batch.map(() => Inserted)
+        return batch.map((): Outcome => Inserted)
       }),
       Effect.catchIf(
         (error) => error.sqlstate === UNIQUE_VIOLATION,
-        () =>
-          inTransaction((client) => stagedWrite(client, batch), attempts).pipe(
-            Effect.tap(() => Effect.sync(() => observe("staged", batch.length)))
-          )
+        () => Effect.zipRight(Effect.sync(onStaged), staged(batch, attempts))
       )
     )
 
@@ -135,19 +138,30 @@ export const makeWrite = (pg: Pg["Type"], observe: (path: WritePath, records: nu
   // keeps coming back) is isolated too, but each failing try may cost a whole statement timeout: it is cut
   // into about √n pieces, not halves, and each piece is tried once (a piece that fails so again is cut
   // again). One slow record in 5,000 then costs three failing tries after the batch's own, not thirteen.
-  const split = (batch: ReadonlyArray<CopyRow>, attempts: number): Effect.Effect<Array<Outcome>> =>
-    attempt(batch, attempts).pipe(
-      Effect.catchAll((error: PgError) => {
-        if (error.kind === "systemic") return Effect.succeed(batch.map(() => failed(error.message, false)))
-        if (batch.length === 1) return Effect.succeed([failed(error.message, error.kind === "data")])
-        if (error.kind === "retryable") {
-          const size = batch.length <= 4 ? 1 : Math.ceil(Math.sqrt(batch.length))
-          return Effect.map(Effect.forEach(pieces(batch, size), (piece) => split(piece, 1)), (parts) => parts.flat())
-        }
-        const middle = batch.length >> 1
-        return Effect.zipWith(split(batch.slice(0, middle), attempts), split(batch.slice(middle), attempts), (a, b) => a.concat(b))
-      })
-    )
+  //
+  // Parts of a batch that fell back to the staging table go there at once: the stored key that failed the
+  // direct COPY is in one of them, and a failed COPY costs as much as the rows it wrote before failing.
+  const split = (batch: ReadonlyArray<CopyRow>, attempts: number, direct: boolean): Effect.Effect<Array<Outcome>> =>
+    Effect.suspend(() => {
+      let viaStaging = !direct
+      const written = direct ? attempt(batch, attempts, () => (viaStaging = true)) : staged(batch, attempts)
+      return written.pipe(
+        Effect.catchAll((error: PgError) => {
+          if (error.kind === "systemic") return Effect.succeed(batch.map(() => failed(error.message, false)))
+          if (batch.length === 1) return Effect.succeed([failed(error.message, error.kind === "data")])
+          if (error.kind === "retryable") {
+            const size = batch.length <= 4 ? 1 : Math.ceil(Math.sqrt(batch.length))
+            return Effect.map(Effect.forEach(pieces(batch, size), (piece) => split(piece, 1, !viaStaging)), (parts) => parts.flat())
+          }
+          const middle = batch.length >> 1
+          return Effect.zipWith(
+            split(batch.slice(0, middle), attempts, !viaStaging),
+            split(batch.slice(middle), attempts, !viaStaging),
+            (a, b) => a.concat(b)
+          )
+        })
+      )
+    })
 
   // A row whose event_id does not fit positions.event_id is refused here, naming the value, before any
   // statement: binary COPY would refuse the whole batch, not say which row.
@@ -162,8 +176,8 @@ export const makeWrite = (pg: Pg["Type"], observe: (path: WritePath, records: nu
         outcomes[i] = failed(new PgError({ op: "write batch", cause }).message, true)
       }
     }
-    if (writable.length === batch.length) return split(batch, RETRYABLE_ATTEMPTS)
-    return Effect.map(writable.length === 0 ? Effect.succeed([]) : split(writable, RETRYABLE_ATTEMPTS), (written) => {
+    if (writable.length === batch.length) return split(batch, RETRYABLE_ATTEMPTS, true)
+    return Effect.map(writable.length === 0 ? Effect.succeed([]) : split(writable, RETRYABLE_ATTEMPTS, true), (written) => {
       let next = 0
       return outcomes.map((o) => o ?? written[next++]!)
     })
