@@ -61,18 +61,21 @@ export const INSERT = `INSERT INTO positions (${COLUMNS})
   ON CONFLICT (device_id, ts) DO NOTHING`
 // Only when some rows were skipped: each staging row that was not the one inserted, and whether it is the
 // same position as the stored row. The stored row was inserted here when its xmin is this transaction's
-// xid; then the first staging row equal to it (lowest n) is the one inserted, and any other one is a
-// duplicate (equal) or a conflict (different). Floats compare exactly (-0 and NaN never reach the table);
-// jsonb compares numbers as numeric, so a bigint attribute compares to the last digit.
+// xid; then the first staging row equal to it (lowest n) is the one inserted (or, should a trigger have
+// changed the row on its way in, the first with its key), and any other one is a duplicate (equal) or a
+// conflict (different). Floats compare exactly (-0 and NaN never reach the table); jsonb compares numbers
+// as numeric, so a bigint attribute compares to the last digit.
 const SKIPPED = `SELECT n, same FROM (
-  SELECT n, same, here, min(n) FILTER (WHERE same) OVER (PARTITION BY device_id, ts) AS first FROM (
+  SELECT n, same, here,
+         coalesce(min(n) FILTER (WHERE same) OVER key, min(n) OVER key) AS first FROM (
     SELECT s.n, s.device_id, s.ts,
            (s.latitude, s.longitude, s.altitude, s.angle, s.speed, s.satellites, s.priority, s.event_id, s.attributes)
              = (p.latitude, p.longitude, p.altitude, p.angle, p.speed, p.satellites, p.priority, p.event_id, p.attributes) AS same,
            p.xmin::text::bigint = txid_current() % 4294967296 AS here
       FROM positions_staging s JOIN positions p ON p.device_id = s.device_id AND p.ts = s.ts
   ) joined
-) ranked WHERE NOT (here AND same AND n = first)`
+  WINDOW key AS (PARTITION BY device_id, ts)
+) ranked WHERE NOT (here AND n = first)`
 
 const UNIQUE_VIOLATION = "23505"
 
