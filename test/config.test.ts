@@ -37,6 +37,7 @@ describe("settings", () => {
       expect(Option.isNone(s.httpAuthToken)).toBe(true)
       expect(Option.isNone(s.otlpEndpoint)).toBe(true)
       expect(s.serviceName).toBe("processor")
+      expect(millis(s.pgStatementTimeout)).toBe(60_000)
     }))
 
   it.effect("parses overrides", () =>
@@ -66,7 +67,8 @@ describe("settings", () => {
         ["HTTP_PORT", "0"],
         ["HTTP_AUTH_TOKEN", "t0ken"],
         ["OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318"],
-        ["OTEL_SERVICE_NAME", "processor-eu"]
+        ["OTEL_SERVICE_NAME", "processor-eu"],
+        ["PG_STATEMENT_TIMEOUT_MS", "500"]
       ])
       expect(Redacted.value(s.redisUrl)).toBe("redis://cache:6380/2")
       expect(Redacted.value(s.postgresUrl)).toBe("postgres://app@db:5433/telemetry")
@@ -93,6 +95,7 @@ describe("settings", () => {
       expect(Option.map(s.httpAuthToken, Redacted.value)).toEqual(Option.some("t0ken"))
       expect(s.otlpEndpoint).toEqual(Option.some("http://otel:4318"))
       expect(s.serviceName).toBe("processor-eu")
+      expect(millis(s.pgStatementTimeout)).toBe(500)
     }))
 
   it.effect("accepts the edges of the ranges", () =>

@@ -2,7 +2,18 @@ import { describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
 import type { AttributeValue, Position } from "../src/position/Position.js"
 import { attributesJson } from "../src/position/attributesJson.js"
-import { COPY_HEADER, COPY_TRAILER, copyData, type CopyRow, keyOf, readKey, RowEncoder, rowKey } from "../src/writer/copyBinary.js"
+import {
+  COPY_HEADER,
+  COPY_TRAILER,
+  copyData,
+  copyDataNumbered,
+  type CopyRow,
+  eventIdOutOfRange,
+  keyOf,
+  readKey,
+  RowEncoder,
+  rowKey
+} from "../src/writer/copyBinary.js"
 
 const POSTGRES_EPOCH_MS = 946_684_800_000
 
@@ -19,7 +30,9 @@ const readRow = (row: CopyRow) => {
   }
   expect(at).toBe(b.length)
   const [id, ts, lat, lon, alt, angle, speed, sats, prio, event, attrs] = fields as [Buffer, ...Array<Buffer>]
-  expect([ts, lat, lon, alt, angle, speed, event].map((f) => f!.length)).toEqual([8, 8, 8, 8, 8, 8, 8])
+  expect([ts, lat, lon, alt, angle, speed].map((f) => f!.length)).toEqual([8, 8, 8, 8, 8, 8])
+  // integer, as positions.event_id is; int8 only for a value that does not fit (refused by the writer).
+  expect([4, 8]).toContain(event!.length)
   expect([sats, prio].map((f) => f!.length)).toEqual([2, 2])
   expect(attrs![0]).toBe(1)
   return {
@@ -32,7 +45,7 @@ const readRow = (row: CopyRow) => {
     speed: speed!.readDoubleBE(0),
     satellites: sats!.readInt16BE(0),
     priority: prio!.readInt16BE(0),
-    event_id: event!.readBigInt64BE(0),
+    event_id: event!.length === 4 ? BigInt(event!.readInt32BE(0)) : event!.readBigInt64BE(0),
     attributes: attrs!.subarray(1).toString("utf8")
   }
 }
@@ -91,7 +104,7 @@ describe("RowEncoder", () => {
       speed: fc.double({ min: 0, noNaN: true, noDefaultInfinity: true }),
       satellites: fc.integer({ min: 0, max: 255 }),
       priority: fc.integer({ min: 0, max: 2 }),
-      event_id: fc.maxSafeNat(),
+      event_id: fc.oneof(fc.integer({ min: 0, max: 2_147_483_647 }), fc.maxSafeNat()),
       note: awkward
     })
     // A small block size, so rows regularly start a new block.
@@ -108,6 +121,7 @@ describe("RowEncoder", () => {
         expect([back.latitude, back.longitude, back.altitude, back.angle, back.speed])
           .toEqual([p.latitude, p.longitude, p.altitude, p.angle, p.speed].map((v) => v + 0))
         expect([back.satellites, back.priority, back.event_id]).toEqual([p.satellites, p.priority, BigInt(p.event_id)])
+        expect(eventIdOutOfRange(row)).toBe(p.event_id > 2_147_483_647 ? p.event_id : undefined)
         expect(JSON.parse(back.attributes)).toEqual({ note })
         expect(readKey(row)).toEqual({ deviceId: p.device_id, ms })
         expect(rowKey(row)).toBe(keyOf(p.device_id, ms))
@@ -129,5 +143,33 @@ describe("copyData", () => {
     expect(copyData(picked).equals(expected)).toBe(true)
     expect(copyData([]).equals(Buffer.concat([COPY_HEADER, COPY_TRAILER]))).toBe(true)
     expect(COPY_HEADER.toString("latin1", 0, 11)).toBe("PGCOPY\n\xff\r\n\0")
+  })
+})
+
+describe("event_id", () => {
+  it("is an int4 up to 2^31-1, and an int8 the writer finds and refuses above", () => {
+    const encoder = new RowEncoder()
+    expect(eventIdOutOfRange(encoder.encode(position({ event_id: 2_147_483_647 }), "{}"))).toBeUndefined()
+    expect(eventIdOutOfRange(encoder.encode(position({ device_id: "d", event_id: 2_147_483_648 }), "{}"))).toBe(2_147_483_648)
+    expect(eventIdOutOfRange(encoder.encode(position({ event_id: Number.MAX_SAFE_INTEGER }), "{}"))).toBe(Number.MAX_SAFE_INTEGER)
+  })
+})
+
+describe("copyDataNumbered", () => {
+  it("puts each row's index first, as a 12th field, and the row's fields after it", () => {
+    const encoder = new RowEncoder(300)
+    const rows = Array.from({ length: 5 }, (_, n) => encoder.encode(position({ device_id: `dev-${n}` }), "{}"))
+    const data = copyDataNumbered(rows)
+    let at = COPY_HEADER.length
+    expect(data.subarray(0, at).equals(COPY_HEADER)).toBe(true)
+    rows.forEach((row, i) => {
+      expect(data.readInt16BE(at)).toBe(12)
+      expect(data.readInt32BE(at + 2)).toBe(4)
+      expect(data.readInt32BE(at + 6)).toBe(i)
+      const fields = row.block.subarray(row.start + 2, row.end)
+      expect(data.subarray(at + 10, at + 10 + fields.length).equals(fields)).toBe(true)
+      at += 10 + fields.length
+    })
+    expect(data.subarray(at).equals(COPY_TRAILER)).toBe(true)
   })
 })

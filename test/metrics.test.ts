@@ -75,6 +75,7 @@ describe("Prometheus exposition", () => {
       for (
         const series of [
           "processor_records_total{outcome=\"failed\"}",
+          "processor_records_total{outcome=\"conflict\"}",
           "processor_dead_letters_total{reason=\"max_deliveries\"}",
           "processor_dead_letters_total{reason=\"rejected\"}",
           "processor_retries_total{cause=\"redis\"}",

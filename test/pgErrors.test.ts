@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { classify } from "../src/postgres/Pg.js"
+import { Duration, Effect, Either, Redacted } from "effect"
+import { classify, Pg, PgError, RETRYABLE_ATTEMPTS } from "../src/postgres/Pg.js"
 
 const pgError = (code: string, severity = "ERROR") => Object.assign(new Error(`error ${code}`), { code, severity })
 
@@ -11,11 +12,21 @@ describe("classify (what the writer does with a PostgreSQL failure)", () => {
     ["too many connections 53300", pgError("53300")],
     ["admin shutdown 57P01", pgError("57P01", "FATAL")],
     ["database refusing connections 55000 FATAL", pgError("55000", "FATAL")],
+    ["disk full 53100", pgError("53100")],
+    ["idle in transaction timeout 25P03 FATAL", pgError("25P03", "FATAL")]
+  ])("%s is transient: retried for as long as it lasts, never dead-lettered", (_, cause) => {
+    expect(classify(cause)).toBe("transient")
+  })
+
+  it.each([
+    ["statement timeout 57014", pgError("57014")],
     ["serialization failure 40001", pgError("40001")],
     ["deadlock 40P01", pgError("40P01")],
-    ["statement timeout 57014", pgError("57014")]
-  ])("%s is transient: retried, never dead-lettered", (_, cause) => {
-    expect(classify(cause)).toBe("transient")
+    ["lock not available 55P03", pgError("55P03")],
+    ["out of memory 53200", pgError("53200")],
+    ["configuration limit exceeded 53400", pgError("53400")]
+  ])("%s is retryable: retried a few times, then its rows are isolated", (_, cause) => {
+    expect(classify(cause)).toBe("retryable")
   })
 
   it.each([
@@ -42,4 +53,51 @@ describe("classify (what the writer does with a PostgreSQL failure)", () => {
   it("reads the code of a wrapped cause", () => {
     expect(classify({ cause: pgError("22003") })).toBe("data")
   })
+})
+
+describe("retryTransient", () => {
+  // The pool connects lazily: these tests never reach a server.
+  const make = Pg.make({ url: Redacted.make("postgres://nobody@127.0.0.1:1/none"), poolSize: 1, retryMaxBackoff: Duration.millis(10) })
+
+  /** An operation that fails with `codes` in turn (the last one for ever), counting its attempts. */
+  const failing = (...codes: ReadonlyArray<string>) => {
+    let attempts = 0
+    const effect = Effect.suspend(() => {
+      const code = codes[Math.min(attempts, codes.length - 1)]!
+      attempts++
+      return code === "ok" ? Effect.succeed("written") : Effect.fail(new PgError({ op: "write", cause: pgError(code) }))
+    })
+    return { effect, attempts: () => attempts }
+  }
+
+  it.scopedLive("gives up on a statement timeout after RETRYABLE_ATTEMPTS attempts, returning the error", () =>
+    Effect.gen(function*() {
+      const pg = yield* make
+      const op = failing("57014")
+      const result = yield* Effect.either(pg.retryTransient(op.effect))
+      expect(op.attempts()).toBe(RETRYABLE_ATTEMPTS)
+      expect(Either.getLeft(result).pipe((e) => e._tag === "Some" && e.value.sqlstate)).toBe("57014")
+      const once = failing("57014")
+      yield* Effect.either(pg.retryTransient(once.effect, { attempts: 1 }))
+      expect(once.attempts()).toBe(1)
+    }))
+
+  it.scopedLive("retries connection loss for as long as it lasts, and a retryable error that then passes", () =>
+    Effect.gen(function*() {
+      const pg = yield* make
+      const outage = failing("08006", "08006", "08006", "57P01", "08006", "08006", "ok")
+      expect(yield* pg.retryTransient(outage.effect)).toBe("written")
+      expect(outage.attempts()).toBe(7)
+      // Connection trouble between timeouts does not use up the attempts.
+      const mixed = failing("57014", "08006", "08006", "08006", "57014", "ok")
+      expect(yield* pg.retryTransient(mixed.effect)).toBe("written")
+    }))
+
+  it.scopedLive("does not retry data errors", () =>
+    Effect.gen(function*() {
+      const pg = yield* make
+      const op = failing("22003")
+      yield* Effect.either(pg.retryTransient(op.effect))
+      expect(op.attempts()).toBe(1)
+    }))
 })

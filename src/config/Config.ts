@@ -66,6 +66,8 @@ export interface Settings {
   readonly httpAuthToken: Option.Option<Redacted.Redacted>
   readonly otlpEndpoint: Option.Option<string>
   readonly serviceName: string
+  /** PostgreSQL's statement_timeout for the worker's sessions. */
+  readonly pgStatementTimeout: Duration.Duration
 }
 
 const positive = (name: string, fallback: number) =>
@@ -256,7 +258,8 @@ export const settings: Config.Config<Settings> = Config.all({
   ),
   httpAuthToken: Config.option(Config.redacted("HTTP_AUTH_TOKEN")),
   otlpEndpoint: Config.option(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT")),
-  serviceName: name("OTEL_SERVICE_NAME", "processor")
+  serviceName: name("OTEL_SERVICE_NAME", "processor"),
+  pgStatementTimeout: millis("PG_STATEMENT_TIMEOUT_MS", 60_000)
 }).pipe(
   Config.map(({ postgresUrl, redisUrl, ...rest }): Settings => ({
     ...rest,

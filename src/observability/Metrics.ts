@@ -16,6 +16,7 @@ const records = counter("processor_records", "Valid records by write outcome")
 export const inserted = Metric.tagged(records, "outcome", "inserted")
 export const duplicate = Metric.tagged(records, "outcome", "duplicate")
 export const failed = Metric.tagged(records, "outcome", "failed")
+export const conflict = Metric.tagged(records, "outcome", "conflict")
 
 export const deadLetters = counter("processor_dead_letters", "Entries copied to the dead-letter stream, by reason")
 
@@ -77,7 +78,7 @@ export const retry = (cause: "postgres" | "redis") => Metric.increment(Metric.ta
 // histograms at start exports them at 0, so rate() and alerts see the first increment instead of a series
 // that springs up later.
 const counterSeries = [
-  consumed, inserted, duplicate, failed, reclaimedTotal, lateRecords, deviceStateEvictions, futureEntryIds,
+  consumed, inserted, duplicate, failed, conflict, reclaimedTotal, lateRecords, deviceStateEvictions, futureEntryIds,
   ...Reason.LABELS.map((reason) => Metric.tagged(deadLetters, "reason", reason)),
   ...(["postgres", "redis"] as const).map((cause) => Metric.tagged(retries, "cause", cause))
 ]

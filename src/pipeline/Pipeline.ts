@@ -93,6 +93,7 @@ export const run = Effect.gen(function*() {
       const notStored: Array<PositionKey> = []
       const stuck: Array<WriteFailure> = []
       let future = 0
+      const conflicted: Array<DeadLetter> = []
       let inserted = 0
       let failed = 0
       for (let i = 0; i < records.length; i++) {
@@ -112,6 +113,12 @@ export const run = Effect.gen(function*() {
           case "Duplicate":
             ackIds.push(record.id)
             break
+          case "Conflict": {
+            const key = toPositionKey(record.row)
+            notStored.push(key)
+            conflicted.push({ id: record.id, reason: Reason.Conflict({ deviceId: key.deviceId, timestamp: new Date(key.ms).toISOString() }) })
+            break
+          }
           case "Failed":
             failed++
             if (outcome.permanent) {
@@ -135,6 +142,12 @@ export const run = Effect.gen(function*() {
         yield* Effect.logWarning(`${rejected.length} records rejected by the database dead-lettered; first: ${rejected[0]!.id}: ${render(rejected[0]!.reason)}`)
         yield* deadLetter(rejected)
       }
+      if (conflicted.length > 0) {
+        // Not duplicates: the stream carried a second, different position for a stored (device_id, ts).
+        yield* Effect.logWarning(`${conflicted.length} records in conflict with a stored position dead-lettered; first: ${conflicted[0]!.id}: ${render(conflicted[0]!.reason)}`)
+        yield* deadLetter(conflicted)
+        yield* Metric.incrementBy(Metrics.conflict, conflicted.length)
+      }
       if (notStored.length > 0) yield* state.reconcile(notStored)
       const duplicates = ackIds.length - inserted
       yield* Metric.incrementBy(Metrics.inserted, inserted)
@@ -142,8 +155,8 @@ export const run = Effect.gen(function*() {
       if (failed > 0) yield* Metric.incrementBy(Metrics.failed, failed)
       yield* Metric.update(Metrics.batchSize, records.length)
       yield* Metric.update(Metrics.writeDuration, (committed - started) / 1000)
-      yield* Effect.logDebug(`batch: ${records.length} consumed, ${inserted} inserted, ${duplicates} duplicates, ${failed} failed`)
-      yield* Effect.annotateCurrentSpan({ records: records.length, inserted, duplicates, failed })
+      yield* Effect.logDebug(`batch: ${records.length} consumed, ${inserted} inserted, ${duplicates} duplicates, ${conflicted.length} conflicts, ${failed} failed`)
+      yield* Effect.annotateCurrentSpan({ records: records.length, inserted, duplicates, conflicts: conflicted.length, failed })
     }).pipe(
       Effect.withSpan("Pipeline.batch"),
       // A batch that has started is finished, acknowledgements included, even when shutdown begins.

@@ -24,20 +24,28 @@ export class PgError extends Data.TaggedError("PgError")<{
 }
 
 /**
- * transient: the database or the network is in trouble; retry, never dead-letter.
+ * transient: the database or the network is away (connection lost or refused, 08xxx, 57Pxx, FATAL, disk
+ *   full); retry for as long as it lasts, never dead-letter: no record is to blame.
+ * retryable: this statement failed for a reason of the moment (statement timeout 57014, deadlock 40P01,
+ *   serialization 40001, lock not available 55P03, out of memory 53200, a configuration limit 53400); retried
+ *   a few times (RETRYABLE_ATTEMPTS), then handled like "other": the same error for the same rows again and
+ *   again says it is these rows (a trigger that never finishes on one device, a batch too big for memory).
  * data: this data can never be written (bad value, constraint); isolate and dead-letter the record.
  * systemic: the schema, privileges or the client itself are wrong; every record would fail alike, so the
  *   entries are left pending as they are (isolating records would only multiply failing statements).
  * other: anything else (a trigger raising, …); isolate the failing records and leave them pending, to be
  *   retried later and dead-lettered after MAX_DELIVERIES.
  */
-export type ErrorKind = "transient" | "data" | "systemic" | "other"
+export type ErrorKind = "transient" | "retryable" | "data" | "systemic" | "other"
 
 // Syntax or access rule (undefined table, permission denied), catalog/schema, unsupported feature,
 // transaction state, authorization, external routine, system and internal errors.
 const SYSTEMIC_CLASSES = new Set(["42", "3D", "3F", "0A", "25", "28", "2B", "39", "55", "58", "XX"])
 
-const TRANSIENT_STATES = new Set(["40001", "40P01", "55P03", "57014"])
+const RETRYABLE_STATES = new Set(["40001", "40P01", "55P03", "57014", "53200", "53400"])
+
+/** Attempts of one statement that fails with a "retryable" error before the caller isolates its rows. */
+export const RETRYABLE_ATTEMPTS = 3
 
 export const sqlstateOf = (cause: unknown): string | undefined => {
   const inner = (cause as { cause?: unknown })?.cause
@@ -57,7 +65,8 @@ export const classify = (cause: unknown): ErrorKind => {
   const severity = severityOf(cause)
   if (severity === "FATAL" || severity === "PANIC") return "transient"
   const cls = state.slice(0, 2)
-  if (cls === "08" || cls === "53" || state.startsWith("57P") || TRANSIENT_STATES.has(state)) return "transient"
+  if (RETRYABLE_STATES.has(state)) return "retryable"
+  if (cls === "08" || cls === "53" || state.startsWith("57P")) return "transient"
   if (cls === "22" || cls === "23") return "data"
   if (SYSTEMIC_CLASSES.has(cls)) return "systemic"
   return "other"
@@ -88,14 +97,25 @@ export interface PgService {
   /**
    * Retries transient failures with capped, jittered exponential backoff, for as long as it takes: while the
    * database is away the pipeline stalls here (backpressure) and nothing is acknowledged. The outage is
-   * logged once when it starts and once when it ends.
+   * logged once when it starts and once when it ends. A "retryable" failure is retried with the same backoff
+   * until `attempts` (default RETRYABLE_ATTEMPTS) attempts have failed so, then returned to the caller.
    */
-  readonly retryTransient: <A, R>(effect: Effect.Effect<A, PgError, R>) => Effect.Effect<A, PgError, R>
+  readonly retryTransient: <A, R>(
+    effect: Effect.Effect<A, PgError, R>,
+    options?: { readonly attempts?: number }
+  ) => Effect.Effect<A, PgError, R>
 }
 
 export class Pg extends Context.Tag("processor/Pg")<Pg, PgService>() {
-  static readonly make = (options: { readonly url: Redacted.Redacted; readonly poolSize: number; readonly retryMaxBackoff: Duration.Duration }) =>
+  static readonly make = (options: {
+    readonly url: Redacted.Redacted
+    readonly poolSize: number
+    readonly retryMaxBackoff: Duration.Duration
+    /** Default 60 s. */
+    readonly statementTimeout?: Duration.Duration
+  }) =>
     Effect.gen(function*() {
+      const statementTimeoutMs = options.statementTimeout === undefined ? 60_000 : Duration.toMillis(options.statementTimeout)
       const pool = yield* Effect.acquireRelease(
         Effect.sync(() => {
           const pool = new pg.Pool({
@@ -103,11 +123,11 @@ export class Pg extends Context.Tag("processor/Pg")<Pg, PgService>() {
             max: options.poolSize,
             connectionTimeoutMillis: 5_000,
             idleTimeoutMillis: 30_000,
-            // Deadlines: the server cancels a statement after 60 s, the client gives up waiting after 65 s
+            // Deadlines: the server cancels a statement after PG_STATEMENT_TIMEOUT_MS, the client gives up waiting 5 s later
             // (a server that vanished answers nothing), and TCP keepalive probes an idle connection after
             // 10 s instead of the kernel's two hours.
-            statement_timeout: 60_000,
-            query_timeout: 65_000,
+            statement_timeout: statementTimeoutMs,
+            query_timeout: statementTimeoutMs + 5_000,
             keepAlive: true,
             keepAliveInitialDelayMillis: 10_000,
             application_name: "processor"
@@ -156,35 +176,47 @@ export class Pg extends Context.Tag("processor/Pg")<Pg, PgService>() {
       // attempt that began before the end belongs to the outage that ended and does not open a new one.
       const outage = yield* Ref.make<{ readonly since: number | undefined; readonly endedAt: number }>({ since: undefined, endedAt: 0 })
       const schedule = Backoff.whileRunning(options.retryMaxBackoff)
-      const retryTransient = <A, R>(effect: Effect.Effect<A, PgError, R>) =>
+      const retryTransient = <A, R>(effect: Effect.Effect<A, PgError, R>, retryOptions?: { readonly attempts?: number }) =>
         Effect.suspend(() => {
-          const startedAt = Date.now()
-          return effect.pipe(
-            Effect.tapError((error) =>
-              error.kind !== "transient" ? Effect.void : Effect.zipRight(
-                Metrics.retry("postgres"),
-                Ref.modify(outage, (o) =>
-                  o.since === undefined && startedAt >= o.endedAt ? [true, { ...o, since: Date.now() }] as const : [false, o] as const
-                ).pipe(
-                  Effect.flatMap((started) =>
-                    started ? Effect.logWarning(`PostgreSQL unavailable, retrying until it answers: ${error.message}`) : Effect.void
+          const attempts = retryOptions?.attempts ?? RETRYABLE_ATTEMPTS
+          // Retryable failures of this run so far.
+          let failures = 0
+          const retryable = (error: PgError) => {
+            failures++
+            return failures >= attempts ? Effect.void : Effect.zipRight(
+              Metrics.retry("postgres"),
+              Effect.logWarning(`${error.message}; attempt ${failures} of ${attempts}, retrying`)
+            )
+          }
+          return Effect.suspend(() => {
+            const startedAt = Date.now()
+            return effect.pipe(
+              Effect.tapError((error) =>
+                error.kind === "retryable" ? retryable(error) : error.kind !== "transient" ? Effect.void : Effect.zipRight(
+                  Metrics.retry("postgres"),
+                  Ref.modify(outage, (o) =>
+                    o.since === undefined && startedAt >= o.endedAt ? [true, { ...o, since: Date.now() }] as const : [false, o] as const
+                  ).pipe(
+                    Effect.flatMap((started) =>
+                      started ? Effect.logWarning(`PostgreSQL unavailable, retrying until it answers: ${error.message}`) : Effect.void
+                    )
                   )
                 )
               )
             )
-          )
-        }).pipe(
-          Effect.retry({ schedule, while: (error) => error.kind === "transient" }),
-          Effect.tap(() =>
-            Ref.modify(outage, (o) =>
-              o.since === undefined ? [undefined, o] as const : [o.since, { since: undefined, endedAt: Date.now() }] as const
-            ).pipe(
-              Effect.flatMap((since) =>
-                since === undefined ? Effect.void : Effect.logInfo(`PostgreSQL available again after ${((Date.now() - since) / 1000).toFixed(1)} s`)
+          }).pipe(
+            Effect.retry({ schedule, while: (error) => error.kind === "transient" || (error.kind === "retryable" && failures < attempts) }),
+            Effect.tap(() =>
+              Ref.modify(outage, (o) =>
+                o.since === undefined ? [undefined, o] as const : [o.since, { since: undefined, endedAt: Date.now() }] as const
+              ).pipe(
+                Effect.flatMap((since) =>
+                  since === undefined ? Effect.void : Effect.logInfo(`PostgreSQL available again after ${((Date.now() - since) / 1000).toFixed(1)} s`)
+                )
               )
             )
           )
-        )
+        })
 
       return { pool, query, transaction, retryTransient } satisfies PgService
     })
@@ -192,7 +224,12 @@ export class Pg extends Context.Tag("processor/Pg")<Pg, PgService>() {
   static readonly layer = Layer.scoped(
     Pg,
     Effect.flatMap(ProcessorConfig, (config) =>
-      Pg.make({ url: config.postgresUrl, poolSize: config.pgPoolSize, retryMaxBackoff: config.retryMaxBackoff }))
+      Pg.make({
+        url: config.postgresUrl,
+        poolSize: config.pgPoolSize,
+        retryMaxBackoff: config.retryMaxBackoff,
+        statementTimeout: config.pgStatementTimeout
+      }))
   )
 
   /** @effect/sql's SqlClient on the same pool, for migrations and ad-hoc queries. */

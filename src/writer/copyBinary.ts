@@ -11,8 +11,12 @@ export const COPY_HEADER = Buffer.concat([Buffer.from("PGCOPY\n\xff\r\n\0", "lat
 export const COPY_TRAILER = Buffer.from([0xff, 0xff])
 
 const FIELDS = 11
-// Field count, 11 lengths, ts, five doubles, two smallints, event_id (bigint), the jsonb version byte.
+// Field count, 11 lengths, ts, five doubles, two smallints, event_id (at most 8 bytes), the jsonb version byte.
 const FIXED_BYTES = 2 + FIELDS * 4 + 8 + 5 * 8 + 2 + 2 + 8 + 1
+// From a row's start to event_id's length, less the device id's bytes: the field count, the device id's
+// length, ts, five doubles and two smallints, each field with its length.
+const EVENT_ID_AT = 2 + 4 + (4 + 8) + 5 * (4 + 8) + 2 * (4 + 2)
+const INT4_MAX = 2_147_483_647
 const POSTGRES_EPOCH_MS = 946_684_800_000
 const TWO_32 = 4_294_967_296
 
@@ -44,6 +48,8 @@ const float8 = (b: Buffer, value: number, at: number): number => b.writeDoubleBE
 
 const int2 = (b: Buffer, value: number, at: number): number => b.writeInt16BE(value, b.writeInt32BE(2, at))
 
+const int4 = (b: Buffer, value: number, at: number): number => b.writeInt32BE(value, b.writeInt32BE(4, at))
+
 // A safe integer as int8.
 const int8 = (b: Buffer, value: number, at: number): number => {
   const high = Math.floor(value / TWO_32)
@@ -60,8 +66,13 @@ const timestamptz = (b: Buffer, ms: number, at: number): number => {
 }
 
 /**
- * Encodes rows into shared blocks, in the column order of Writer.COLUMNS and the types of its staging
- * table. One encoder per pipeline: it is not for concurrent use.
+ * Encodes rows into shared blocks, in the column order of Writer.COLUMNS and the types of `positions`
+ * (binary COPY takes each value in exactly its column's type). One encoder per pipeline: it is not for
+ * concurrent use.
+ *
+ * event_id is an `integer` column while the wire contract allows any safe integer ≥ 0: a value above
+ * 2^31−1 is written as int8, which no table of ours accepts; the writer finds such rows with
+ * `eventIdOutOfRange` and refuses them before the COPY, naming the value.
  */
 export class RowEncoder {
   private block: Buffer = Buffer.alloc(0)
@@ -88,7 +99,7 @@ export class RowEncoder {
     at = float8(b, p.speed, at)
     at = int2(b, p.satellites, at)
     at = int2(b, p.priority, at)
-    at = int8(b, p.event_id, at)
+    at = p.event_id <= INT4_MAX && p.event_id >= -INT4_MAX - 1 ? int4(b, p.event_id, at) : int8(b, p.event_id, at)
     at = jsonb(b, attributesJson, at)
     this.offset = at
     return { block: b, start, end: at }
@@ -110,6 +121,33 @@ export const copyData = (rows: ReadonlyArray<CopyRow>): Buffer => {
   }
   COPY_TRAILER.copy(out, at)
   return out
+}
+
+/**
+ * The COPY data of a batch with each row's index in the batch as a first int4 column (`n`): for the
+ * staging table, whose rows are then told apart by it. Copies row by row: only for the fallback path.
+ */
+export const copyDataNumbered = (rows: ReadonlyArray<CopyRow>): Buffer => {
+  let size = COPY_HEADER.length + COPY_TRAILER.length + rows.length * 8
+  for (const r of rows) size += r.end - r.start
+  const out = Buffer.allocUnsafe(size)
+  let at = COPY_HEADER.copy(out, 0)
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i]!
+    at = out.writeInt16BE(FIELDS + 1, at)
+    at = int4(out, i, at)
+    at += row.block.copy(out, at, row.start + 2, row.end)
+  }
+  COPY_TRAILER.copy(out, at)
+  return out
+}
+
+/** The event_id of a row encoded as int8 because it does not fit `integer`; undefined for every other row. */
+export const eventIdOutOfRange = (row: CopyRow): number | undefined => {
+  const b = row.block
+  const at = row.start + EVENT_ID_AT + b.readInt32BE(row.start + 2)
+  if (b.readInt32BE(at) === 4) return undefined
+  return Number(b.readBigInt64BE(at + 4))
 }
 
 /** The key (device_id, ts) of a row, read back from its bytes, as `keyOf` writes it. */
