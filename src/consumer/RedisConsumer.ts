@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer"
 import { Chunk, Duration, Effect, Layer, Option, Stream } from "effect"
 import * as Backoff from "../Backoff.js"
 import { ProcessorConfig } from "../config/Config.js"
@@ -6,23 +7,29 @@ import * as Metrics from "../observability/Metrics.js"
 import { Consumer, type DeadLetter, type StreamEntry } from "./Consumer.js"
 import { call, Redis, RedisError } from "./Redis.js"
 
-type RawEntry = [id: string, fields: Array<string> | null]
-type ReadReply = Array<[key: string, entries: Array<RawEntry>]> | null
+// Entries are read as bytes: ioredis would decode them as UTF-8 itself, silently putting U+FFFD in place of
+// invalid bytes (two distinct device ids could become one). The decoder refuses a payload flagged invalidUtf8.
+type RawEntry = [id: Buffer, fields: Array<Buffer> | null]
+type ReadReply = Array<[key: Buffer, entries: Array<RawEntry>]> | null
 
 const toEntries = (raw: ReadonlyArray<RawEntry>): Array<StreamEntry> => {
   const out = new Array<StreamEntry>(raw.length)
   for (let i = 0; i < raw.length; i++) {
-    const [id, fields] = raw[i]!
+    const [idBytes, fields] = raw[i]!
+    const id = idBytes.toString("latin1")
     let payload: string | undefined
+    let invalidUtf8 = false
     if (fields !== null) {
       for (let f = 0; f < fields.length; f += 2) {
-        if (fields[f] === "payload") {
-          payload = fields[f + 1]
+        if (fields[f]!.length === 7 && fields[f]!.toString("latin1") === "payload") {
+          const bytes = fields[f + 1]!
+          payload = bytes.toString("utf8")
+          invalidUtf8 = !isUtf8(bytes)
           break
         }
       }
     }
-    out[i] = { id, payload }
+    out[i] = invalidUtf8 ? { id, payload, invalidUtf8 } : { id, payload }
   }
   return out
 }
@@ -155,8 +162,8 @@ export const make = Effect.gen(function*() {
   const readGroup = (id: string, block: boolean) =>
     call("XREADGROUP", () =>
       (block
-        ? reader.xreadgroup("GROUP", group, consumer, "COUNT", readCount, "BLOCK", blockMs, "STREAMS", stream, id)
-        : reader.xreadgroup("GROUP", group, consumer, "COUNT", readCount, "STREAMS", stream, id)) as Promise<ReadReply>
+        ? reader.callBuffer("XREADGROUP", ["GROUP", group, consumer, "COUNT", readCount, "BLOCK", blockMs, "STREAMS", stream, id])
+        : reader.callBuffer("XREADGROUP", ["GROUP", group, consumer, "COUNT", readCount, "STREAMS", stream, id])) as Promise<ReadReply>
     ).pipe(Effect.map((reply) => toEntries(reply?.[0]?.[1] ?? [])))
 
   const deleteIdleConsumers = call("delete idle consumers", () =>
@@ -170,9 +177,10 @@ export const make = Effect.gen(function*() {
   // not only its first COUNT×10 entries. A finished pass waits CLAIM_INTERVAL_MS for the next.
   const claim = (state: ReadState) =>
     Effect.gen(function*() {
-      const [next, raw] = (yield* call("XAUTOCLAIM", () =>
-        client.xautoclaim(stream, group, consumer, claimIdleMs, state.claimCursor, "COUNT", readCount)
-      )) as [string, Array<RawEntry>, Array<string>]
+      const [nextBytes, raw] = (yield* call("XAUTOCLAIM", () =>
+        client.callBuffer("XAUTOCLAIM", [stream, group, consumer, claimIdleMs, state.claimCursor, "COUNT", readCount])
+      )) as [Buffer, Array<RawEntry>, Array<Buffer>]
+      const next = nextBytes.toString("latin1")
       const claimed = toEntries(raw)
       if (claimed.length > 0) {
         yield* Metrics.reclaimed(claimed.length)

@@ -153,8 +153,14 @@ export interface Limits {
 
 /** Milliseconds in a stream entry id ("<ms>-<seq>"): when Redis accepted the entry; NaN for another form. */
 const acceptedAt = (id: string): number => {
-  const dash = id.indexOf("-")
-  return dash > 0 ? Number(id.slice(0, dash)) : NaN
+  let ms = 0
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i)
+    if (c === 45) return i > 0 ? ms : NaN
+    if (c < 48 || c > 57) return NaN
+    ms = ms * 10 + (c - 48)
+  }
+  return NaN
 }
 
 const human = (ms: number): string => Duration.format(Duration.millis(ms))
@@ -171,6 +177,9 @@ export const decodeEntry = (entry: StreamEntry, limits: Limits): Either.Either<D
     const bytes = Buffer.byteLength(payload, "utf8")
     if (bytes > limits.maxPayloadBytes) return Either.left(Reason.TooLarge({ bytes, limit: limits.maxPayloadBytes }))
   }
+  if (entry.invalidUtf8 === true) {
+    return Either.left(Reason.Invalid({ message: "payload: not valid UTF-8 (its bytes cannot be read as text without changing them)" }))
+  }
   const decoded = decodePayload(payload)
   if (decoded._tag === "Left") return Either.left(Reason.Invalid({ message: decoded.left }))
   const { position } = decoded.right
@@ -184,5 +193,6 @@ export const decodeEntry = (entry: StreamEntry, limits: Limits): Either.Either<D
       }))
     }
   }
-  return Either.right(decoded.right)
+  // The same Right: its Left type is the only difference.
+  return decoded as Either.Either<Decoded, never>
 }
