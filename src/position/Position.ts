@@ -24,6 +24,7 @@ export const MAX_ATTRIBUTE_KEY_LENGTH = 64
 export const EARLIEST_TIMESTAMP_MS = Date.UTC(2000, 0, 1)
 
 // U+0000, or a UTF-16 surrogate (paired or not): a cheap first look, true for almost no real string.
+// eslint-disable-next-line no-control-regex -- U+0000 is what it looks for
 const SUSPECT = /[\u0000\ud800-\udfff]/
 
 /**
