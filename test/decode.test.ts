@@ -1,8 +1,17 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Either, FastCheck as fc } from "effect"
-import { attributesJson } from "../src/position/attributesJson.js"
-import { decodePayload, fastDecode } from "../src/position/decode.js"
-import { decodeAttribute, decodeStrict, parseInstant, type Position } from "../src/position/Position.js"
+import { Reason, render } from "../src/deadletter/Reason.js"
+import { attributesJson, memberOpening, openingsSize } from "../src/position/attributesJson.js"
+import { decodeEntry, decodePayload, fastDecode, type Limits } from "../src/position/decode.js"
+import {
+  decodeAttribute,
+  decodeStrict,
+  MAX_ATTRIBUTE_KEY_LENGTH,
+  parseInstant,
+  type Position,
+  unstorable
+} from "../src/position/Position.js"
+import { readKey, RowEncoder } from "../src/writer/copyBinary.js"
 
 /** The decoders' positions; their attributes' stored JSON is checked in the properties below. */
 const decodePosition = (payload: string | undefined): Either.Either<Position, string> =>
@@ -354,7 +363,7 @@ const offset = (hours: fc.Arbitrary<number>, minutes: fc.Arbitrary<number>) =>
   fc.tuple(fc.constantFrom("+", "-"), hours, minutes).map(([sign, h, m]) => `${sign}${pad(h, 2)}:${pad(m, 2)}`)
 
 const validTimestamp: fc.Arbitrary<string> = fc.record({
-  year: fc.integer({ min: 0, max: 9999 }),
+  year: fc.integer({ min: 2000, max: 9999 }),
   month: fc.integer({ min: 1, max: 12 }),
   day: fc.integer({ min: 1, max: 28 }),
   hour: fc.integer({ min: 0, max: 23 }),
@@ -382,6 +391,8 @@ const weirdTimestamp: fc.Arbitrary<unknown> = fc.oneof(
     )
   }).map(formatInstant),
   fc.constantFrom("2026-02-30T10:00:00Z", "2025-02-29T00:00:00+01:00", "2026-05-01", "2026-05-01T10:00:00", ""),
+  // Either side of the earliest valid instant, 2000-01-01T00:00:00Z.
+  fc.constantFrom("1999-12-31T23:59:59.999Z", "2000-01-01T00:00:00Z", "2000-01-01T00:30:00+01:00", "1999-12-31T23:30:00-00:30"),
   fc.string(),
   fc.integer()
 )
@@ -402,6 +413,21 @@ const weirdValue: fc.Arbitrary<unknown> = fc.oneof(
 )
 
 const safeKey = fc.string({ maxLength: 6 }).filter((k) => k !== "__proto__")
+
+/**
+ * Strings built from characters PostgreSQL cannot store (U+0000, lone surrogates) and ones it can (an emoji is a
+ * surrogate pair; "\ud800" followed by "\udc00" makes one too; U+FFFD is a character like any other).
+ */
+const trickyString = (maxLength: number) =>
+  fc.array(fc.constantFrom("a", "7", "é", "\u0000", "\ud800", "\udbff", "\udc00", "\udfff", "\ud83d\ude00", "\ufffd"), {
+    maxLength
+  }).map((parts) => parts.join(""))
+
+/** Attribute names that break a rule (or nearly): unstorable characters, lengths about MAX_ATTRIBUTE_KEY_LENGTH. */
+const trickyKey: fc.Arbitrary<string> = fc.oneof(
+  trickyString(4),
+  fc.string({ minLength: MAX_ATTRIBUTE_KEY_LENGTH - 2, maxLength: MAX_ATTRIBUTE_KEY_LENGTH + 2 })
+).filter((k) => k !== "__proto__")
 
 const validAttribute: fc.Arbitrary<unknown> = fc.oneof(
   fc.double({ noNaN: true, noDefaultInfinity: true }),
@@ -430,12 +456,13 @@ const badAttribute: fc.Arbitrary<unknown> = fc.oneof(
   ),
   fc.string().map((s) => ({ __bigint: s })),
   fc.string().map((s) => ({ __bytes: s })),
+  trickyString(6),
   // A valid sentinel with one more key, or a plain value wrapped in an object.
   fc.tuple(validAttribute, safeKey).map(([v, k]) => (typeof v === "object" && v !== null ? { ...v, [k]: 1 } : { [k]: v }))
 )
 
-const attributesOf = (value: fc.Arbitrary<unknown>) =>
-  fc.array(fc.tuple(fc.oneof(fc.constantFrom("16", "78", "385", "ibutton"), safeKey), value), { maxLength: 6 })
+const attributesOf = (value: fc.Arbitrary<unknown>, key: fc.Arbitrary<string> = safeKey) =>
+  fc.array(fc.tuple(fc.oneof(fc.constantFrom("16", "78", "385", "ibutton"), key), value), { maxLength: 6 })
     .map((entries) => Object.fromEntries(entries))
 
 const validPayload = fc.record(
@@ -476,9 +503,12 @@ const nearMiss = (name: (typeof fields)[number]): fc.Arbitrary<unknown> =>
   name === "timestamp"
     ? weirdTimestamp
     : name === "attributes"
-    ? attributesOf(fc.oneof({ weight: 3, arbitrary: validAttribute }, { weight: 1, arbitrary: badAttribute }))
+    ? fc.oneof(
+      attributesOf(fc.oneof({ weight: 3, arbitrary: validAttribute }, { weight: 1, arbitrary: badAttribute })),
+      attributesOf(fc.oneof(validAttribute, trickyString(6)), fc.oneof(safeKey, trickyKey))
+    )
     : name === "device_id"
-    ? fc.string({ minLength: 60, maxLength: 70 })
+    ? fc.oneof(fc.string({ minLength: 60, maxLength: 70 }), trickyString(8))
     : weirdNumbers
 
 /** One change to a valid payload: a field removed or given a wrong value. */
@@ -495,7 +525,17 @@ const perturbation: fc.Arbitrary<readonly [string, unknown]> = fc.constantFrom(.
 
 const extraField = fc.tuple(safeKey.filter((k) => !(fields as ReadonlyArray<string>).includes(k)), fc.jsonValue({ maxDepth: 2 }))
 
+/** A valid payload with one string that PostgreSQL may not be able to store: the device id, an attribute name or value. */
+const trickyStrings: fc.Arbitrary<unknown> = fc.tuple(validPayload, fc.constantFrom("device_id", "name", "value"), fc.oneof(trickyString(6), trickyKey))
+  .map(([valid, where, text]) => {
+    const payload: Record<string, unknown> = { ...valid }
+    if (where === "device_id") payload["device_id"] = text
+    else payload["attributes"] = { ...valid.attributes, ...(where === "name" ? { [text]: 1 } : { driver: text }) }
+    return payload
+  })
+
 const payloadArb: fc.Arbitrary<unknown> = fc.oneof(
+  { weight: 6, arbitrary: trickyStrings },
   {
     weight: 30,
     arbitrary: fc.tuple(validPayload, fc.array(perturbation, { maxLength: 2 }), fc.array(extraField, { maxLength: 3 }))
@@ -561,5 +601,204 @@ describe("fastDecode against the Schema (property)", () => {
       }),
       { numRuns: 2000 }
     )
+  })
+})
+
+// ---------------------------------------------------------------------------------------------------------
+// Issue #9: strings PostgreSQL cannot store, attribute names, timestamps, hostile shapes, entry limits.
+// ---------------------------------------------------------------------------------------------------------
+
+/** Every decoder's verdict on one payload: the Schema's message, after checking the others agree. */
+const rejectedByAll = (payload: Record<string, unknown>): string => {
+  const message = leftOf(decodeStrict(payload))
+  expect(fastPosition(payload), message).toBeUndefined()
+  // JSON.stringify writes U+0000 and lone surrogates as escapes; JSON.parse reads them back unchanged.
+  expect(leftOf(decodePosition(JSON.stringify(payload)))).toBe(message)
+  return message
+}
+
+const acceptedByAll = (payload: Record<string, unknown>): Position => {
+  const strict = rightOf(decodeStrict(payload))
+  expect(difference(fastPosition(payload), strict, "fast")).toBeUndefined()
+  expect(difference(rightOf(decodePosition(JSON.stringify(payload))), strict, "payload")).toBeUndefined()
+  return strict
+}
+
+describe("strings PostgreSQL cannot store", () => {
+  it("reject U+0000 in an attribute value, naming the attribute (fixed-width fields padded with NULs)", () => {
+    expect(rejectedByAll(withField("attributes", { driver: "JONAS\u0000\u0000" })))
+      .toMatch(/^attributes\.driver: contains U\+0000/)
+  })
+
+  it.each<[string, string]>([
+    ["a lone high surrogate at the end", "350000000000021\ud800"],
+    ["a lone low surrogate", "350000000000021\udc00"],
+    ["a pair in the wrong order", "35000\udc00\ud800"],
+    ["U+0000", "3500\u00000000021"]
+  ])("reject a device id with %s, naming device_id", (_, deviceId) => {
+    expect(rejectedByAll(withField("device_id", deviceId))).toMatch(/^device_id: contains (U\+0000|an unpaired surrogate U\+D[89AB-F][0-9A-F]{2})/)
+  })
+
+  it("reject attribute names with U+0000 or a lone surrogate, quoting the name", () => {
+    expect(rejectedByAll(withField("attributes", { "dri\u0000ver": 1 }))).toMatch(/^attributes\."dri\\u0000ver": contains U\+0000/)
+    expect(rejectedByAll(withField("attributes", { "a\udfff": 1 }))).toMatch(/^attributes\."a\\udfff": contains an unpaired surrogate U\+DFFF/)
+  })
+
+  it("accept surrogate pairs (emoji), U+FFFD and other characters PostgreSQL stores", () => {
+    const p = acceptedByAll({ ...canonical, device_id: "dev-\ud83d\ude00-\ufffd", attributes: { "ključ\ud83d\ude00": "vardas \ud83d\ude97 \ufffd", "": "" } })
+    expect(p.device_id).toBe("dev-😀-\ufffd")
+    expect(p.attributes["ključ😀"]).toBe("vardas 🚗 \ufffd")
+  })
+
+  it("leave strings outside the table alone: sentinels are checked by their own rules, unknown fields are ignored", () => {
+    acceptedByAll({ ...canonical, note: "\u0000\ud800" })
+    expect(rejectedByAll(withAttribute({ __bigint: "1\u0000" }))).toMatch(/^attributes\.78: Expected/)
+  })
+
+  it("unstorable names the first offending character and its index", () => {
+    expect(unstorable("plain")).toBeUndefined()
+    expect(unstorable("\ud83d\ude00")).toBeUndefined()
+    expect(unstorable("ab\u0000")).toBe("contains U+0000 at index 2, which PostgreSQL cannot store")
+    expect(unstorable("\ud83d\ude00\ud83d")).toBe("contains an unpaired surrogate U+D83D at index 2, which PostgreSQL cannot store")
+  })
+})
+
+describe("attribute names", () => {
+  it(`accept names of up to ${MAX_ATTRIBUTE_KEY_LENGTH} characters and reject longer ones, with a short message`, () => {
+    acceptedByAll(withField("attributes", { ["k".repeat(MAX_ATTRIBUTE_KEY_LENGTH)]: 1 }))
+    const message = rejectedByAll(withField("attributes", { ["k".repeat(100_000)]: 1 }))
+    expect(message).toMatch(/^attributes\."k{40}…": the name is 100000 characters long, more than 64$/)
+  })
+
+  it("cache member openings within a byte budget, and never an invalid name", () => {
+    // 4,000 records with unique names of the longest valid length, then names far too long.
+    for (let i = 0; i < 4_000; i++) {
+      fastDecode({ ...canonical, attributes: { [String(i).padStart(MAX_ATTRIBUTE_KEY_LENGTH, "n")]: i } })
+      expect(openingsSize().bytes).toBeLessThanOrEqual(1024 * 1024)
+    }
+    const before = openingsSize().names
+    for (let i = 0; i < 100; i++) {
+      const name = String(i).padStart(100_000, "x")
+      expect(fastDecode({ ...canonical, attributes: { [name]: 1 } })).toBeUndefined()
+      expect(memberOpening(name, true)).toBe(JSON.stringify(name) + ":")
+    }
+    expect(openingsSize().names).toBeLessThanOrEqual(before)
+    expect(openingsSize().bytes).toBeLessThanOrEqual(1024 * 1024)
+    // The names in use are cached again after the cache was emptied.
+    expect(fastDecode(canonical)?.attributesJson).toBe(attributesJson(expected.attributes))
+  })
+})
+
+describe("timestamps", () => {
+  it("reject instants before 2000-01-01T00:00:00Z (clock resets: year 0000, 1970, the GPS epoch)", () => {
+    for (const timestamp of ["0000-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "1980-01-06T00:00:00Z", "1999-12-31T23:59:59.999Z", "2000-01-01T00:30:00+01:00"]) {
+      expect(rejectedByAll(withField("timestamp", timestamp)), timestamp).toMatch(/^timestamp: Expected an instant from 2000-01-01T00:00:00Z on/)
+    }
+    expect(acceptedByAll(withField("timestamp", "2000-01-01T00:00:00Z")).timestamp.getTime()).toBe(Date.UTC(2000, 0, 1))
+  })
+
+  it("encode every accepted instant, up to the last one of year 9999 at offset -23:59", () => {
+    const encoder = new RowEncoder()
+    for (const timestamp of ["2000-01-01T00:00:00Z", "2262-04-11T23:47:16.854Z", "9999-12-31T23:59:59.999-23:59"]) {
+      const p = acceptedByAll(withField("timestamp", timestamp))
+      const row = encoder.encode(p, "{}")
+      expect(readKey(row).ms).toBe(p.timestamp.getTime())
+    }
+  })
+})
+
+/** The first attribute nested `depth` arrays deep: the issue's payload is 4.5 KB nested 2,190 levels. */
+const nested = (depth: number, open = "[", close = "]", inner = "") => open.repeat(depth) + inner + close.repeat(depth)
+const withRaw = (field: string, raw: string) => JSON.stringify(withField(field, 0)).replace(`"${field}":0`, `"${field}":${raw}`)
+
+describe("hostile shapes: never a throw, always a short reason", () => {
+  it("name an attribute nested 2,190 levels deep (the issue's 4.5 KB payload) without formatting it", () => {
+    const text = withRaw("attributes", `{"x":${nested(2190)}}`)
+    expect(text.length).toBeGreaterThan(4_400)
+    expect(leftOf(decodePosition(text))).toBe("attributes: nested more than 3 levels deep (objects or arrays); a valid value nests at most 2")
+  })
+
+  it("reject 200,000 nested arrays as the whole payload", () => {
+    expect(leftOf(decodePosition(nested(200_000)))).toBe("payload: Expected a JSON object, actual an array")
+  })
+
+  it.each(["device_id", "timestamp", "latitude", "satellites", "event_id"])("reject %s nested deep, naming it", (field) => {
+    expect(leftOf(decodePosition(withRaw(field, nested(50_000, '{"a":', "}", "1"))))).toMatch(new RegExp(`^${field}: nested more than 1 level deep`))
+  })
+
+  it("accept a record whose unknown field nests deep: it is ignored", () => {
+    expect(difference(rightOf(decodePosition(withRaw("extra", nested(100_000)))), expected, "position")).toBeUndefined()
+  })
+
+  it("quote at most a short prefix of a long bad value", () => {
+    const message = leftOf(decodePosition(JSON.stringify(withField("device_id", "x".repeat(1_000_000)))))
+    expect(message).toMatch(/^device_id: Expected a string at most 64 character\(s\) long, actual "x+…$/)
+    expect(message.length).toBeLessThanOrEqual(241)
+    const timestamp = leftOf(decodePosition(JSON.stringify(withField("timestamp", "2026".repeat(100_000)))))
+    expect(timestamp.length).toBeLessThan(250)
+    const notJson = leftOf(decodePosition(`{"device_id":"${"y".repeat(100_000)}`))
+    expect(notJson).toMatch(/^payload: not valid JSON/)
+    expect(notJson.length).toBeLessThan(200)
+  })
+
+  it("name at most five of many bad attributes, on one short line", () => {
+    const attributes = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [String(i), [i]]))
+    const message = leftOf(decodePosition(JSON.stringify(withField("attributes", attributes))))
+    expect(message.split("; ")).toHaveLength(5)
+    expect(message.length).toBeLessThan(1_300)
+  })
+})
+
+const limits: Limits = { maxPayloadBytes: 65_536, maxFutureSkewMs: 24 * 3_600_000 }
+const NOW = Date.UTC(2026, 4, 1, 10, 0, 0)
+const entryAt = (payload: string | undefined, ms = NOW, extra: { invalidUtf8?: true } = {}) => ({ id: `${ms}-0`, payload, ...extra })
+const reasonOf = (result: Either.Either<unknown, Reason>) => {
+  if (Either.isRight(result)) throw new Error("expected a reason")
+  return result.left
+}
+
+describe("decodeEntry", () => {
+  it("decode a valid entry as decodePayload does", () => {
+    const decoded = decodeEntry(entryAt(JSON.stringify(canonical)), limits)
+    expect(Either.isRight(decoded) && difference(decoded.right.position, expected, "position")).toBeUndefined()
+  })
+
+  it("refuse a payload above MAX_PAYLOAD_BYTES as too large, counting UTF-8 bytes, without parsing it", () => {
+    // Exactly the limit, in two-byte characters: accepted. One byte more: too large.
+    const fill = (bytes: number) => {
+      const base = JSON.stringify({ ...canonical, pad: "" })
+      const odd = (bytes - base.length) % 2
+      return base.replace('"pad":""', `"pad":"${"a".repeat(odd)}${"é".repeat((bytes - base.length - odd) / 2)}"`)
+    }
+    const atLimit = fill(65_536)
+    expect(Buffer.byteLength(atLimit)).toBe(65_536)
+    expect(Either.isRight(decodeEntry(entryAt(atLimit), limits))).toBe(true)
+    const over = atLimit.replace('"pad":"', '"pad":"a')
+    expect(reasonOf(decodeEntry(entryAt(over), limits))).toStrictEqual(Reason.TooLarge({ bytes: 65_537, limit: 65_536 }))
+    // Not parsed: text that is not JSON at all is too large, not invalid.
+    const garbage = "{".repeat(100_000)
+    expect(reasonOf(decodeEntry(entryAt(garbage), limits))._tag).toBe("TooLarge")
+    expect(render(reasonOf(decodeEntry(entryAt(garbage), limits)))).toBe("payload: 100000 bytes, more than MAX_PAYLOAD_BYTES=65536; not parsed")
+  })
+
+  it("refuse a timestamp more than MAX_FUTURE_SKEW ahead of the time Redis accepted the entry", () => {
+    const at = (iso: string, ms = NOW, skew = limits.maxFutureSkewMs) =>
+      decodeEntry(entryAt(JSON.stringify(withField("timestamp", iso)), ms), { ...limits, maxFutureSkewMs: skew })
+    expect(Either.isRight(at("2026-05-02T10:00:00.000Z"))).toBe(true)
+    const reason = reasonOf(at("2026-05-02T10:00:00.001Z"))
+    expect(reason).toStrictEqual(Reason.Invalid({
+      message: "timestamp: 2026-05-02T10:00:00.001Z is 1d 1ms ahead of the time Redis accepted the entry " +
+        "(2026-05-01T10:00:00.000Z), more than MAX_FUTURE_SKEW=1d"
+    }))
+    expect(render(reasonOf(at("2080-01-01T00:00:00Z")))).toMatch(/^timestamp: 2080-01-01T00:00:00\.000Z is .* ahead .* MAX_FUTURE_SKEW=1d$/)
+    // 0 turns the check off; an id not of the form <ms>-<seq> gives no time to compare with.
+    expect(Either.isRight(at("2080-01-01T00:00:00Z", NOW, 0))).toBe(true)
+    expect(Either.isRight(decodeEntry({ id: "custom", payload: JSON.stringify(withField("timestamp", "2080-01-01T00:00:00Z")) }, limits))).toBe(true)
+  })
+
+  it("refuse an entry whose payload bytes were not valid UTF-8, and one without a payload", () => {
+    expect(reasonOf(decodeEntry(entryAt(JSON.stringify(canonical), NOW, { invalidUtf8: true }), limits)))
+      .toStrictEqual(Reason.Invalid({ message: "payload: not valid UTF-8 (its bytes cannot be read as text without changing them)" }))
+    expect(reasonOf(decodeEntry(entryAt(undefined), limits))).toStrictEqual(Reason.Invalid({ message: "payload: the entry has no payload field" }))
   })
 })

@@ -7,6 +7,8 @@ export interface StreamEntry {
   readonly id: string
   /** The entry's `payload` field; undefined when it has none. */
   readonly payload: string | undefined
+  /** The payload's bytes are not valid UTF-8 (`payload` has U+FFFD in their place): the entry is invalid. */
+  readonly invalidUtf8?: true
 }
 
 /**

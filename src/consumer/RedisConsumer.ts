@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer"
 import { Clock, Duration, Effect, Layer, Schedule } from "effect"
 import type { Redis as IORedis } from "ioredis"
 import * as Backoff from "../Backoff.js"
@@ -9,8 +10,10 @@ import { Progress } from "../observability/Progress.js"
 import * as ReadLoop from "./ReadLoop.js"
 import { callOn, Redis, RedisError } from "./Redis.js"
 
-type RawEntry = [id: string, fields: Array<string> | null]
-type ReadReply = Array<[key: string, entries: Array<RawEntry>]> | null
+// Entries are read as bytes: ioredis would decode them as UTF-8 itself, silently putting U+FFFD in place of
+// invalid bytes (two distinct device ids could become one). The decoder refuses a payload flagged invalidUtf8.
+type RawEntry = [id: Buffer, fields: Array<Buffer> | null]
+type ReadReply = Array<[key: Buffer, entries: Array<RawEntry>]> | null
 
 /** The hash of failed write attempts per entry id, next to the stream: `<stream>:failures:<group>`. */
 export const failuresKey = (stream: string, group: string) => `${stream}:failures:${group}`
@@ -28,22 +31,28 @@ const COMMAND_RETRY_WINDOW = Duration.seconds(10)
 const KNOWN_FAILED_LIMIT = 100_000
 
 /** Entries with their payload, and the ids of entries deleted from the stream (a null field list). */
+// Replies are read as bytes: a payload that is not valid UTF-8 is flagged (and dead-lettered) instead of being
+// decoded with U+FFFD in place of its bad bytes, which would make distinct device ids equal.
 const split = (raw: ReadonlyArray<RawEntry>) => {
   const entries: Array<StreamEntry> = []
   const deleted: Array<string> = []
-  for (const [id, fields] of raw) {
+  for (const [idBytes, fields] of raw) {
+    const id = idBytes.toString("latin1")
     if (fields === null) {
       deleted.push(id)
       continue
     }
     let payload: string | undefined
+    let invalidUtf8 = false
     for (let f = 0; f < fields.length; f += 2) {
-      if (fields[f] === "payload") {
-        payload = fields[f + 1]
+      if (fields[f]!.length === 7 && fields[f]!.toString("latin1") === "payload") {
+        const bytes = fields[f + 1]!
+        payload = bytes.toString("utf8")
+        invalidUtf8 = !isUtf8(bytes)
         break
       }
     }
-    entries.push({ id, payload })
+    entries.push(invalidUtf8 ? { id, payload, invalidUtf8 } : { id, payload })
   }
   return { entries, deleted }
 }
@@ -166,7 +175,7 @@ export const make = Effect.gen(function*() {
     knownFailed.clear()
     const [length, first] = yield* call("XLEN", async () => {
       const results = (await client.pipeline().xlen(stream).xrange(stream, "-", "+", "COUNT", 1).del(failures).exec()) ?? []
-      const firstEntry = (results[1]?.[1] as Array<RawEntry> | undefined)?.[0]
+      const firstEntry = (results[1]?.[1] as Array<[string, Array<string>]> | undefined)?.[0]
       return [Number(results[0]?.[1] ?? 0), firstEntry?.[0]] as const
     }).pipe(Effect.orElseSucceed(() => [0, undefined] as const))
     yield* Effect.logWarning(
@@ -277,8 +286,8 @@ export const make = Effect.gen(function*() {
   const readGroup = (id: string, block: boolean) =>
     callOn(reader, "XREADGROUP", () =>
       (block
-        ? reader.xreadgroup("GROUP", group, consumer, "COUNT", readCount, "BLOCK", blockMs, "STREAMS", stream, id)
-        : reader.xreadgroup("GROUP", group, consumer, "COUNT", readCount, "STREAMS", stream, id)) as Promise<ReadReply>
+        ? reader.callBuffer("XREADGROUP", ["GROUP", group, consumer, "COUNT", readCount, "BLOCK", blockMs, "STREAMS", stream, id])
+        : reader.callBuffer("XREADGROUP", ["GROUP", group, consumer, "COUNT", readCount, "STREAMS", stream, id])) as Promise<ReadReply>
     ).pipe(Effect.map((reply) => reply?.[0]?.[1] ?? []))
 
   let failing = 0
@@ -291,18 +300,19 @@ export const make = Effect.gen(function*() {
         const { deleted, entries } = split(raw)
         yield* trimmed(deleted, "own pending entries")
         const waiting = entries.filter((e) => !inFlight.has(e.id))
-        return { entries: handOut(yield* screen(waiting)), cursor: raw[raw.length - 1]![0] }
+        return { entries: handOut(yield* screen(waiting)), cursor: raw[raw.length - 1]![0].toString("latin1") }
       }),
     readNew: Effect.map(readGroup(">", true), (raw) => handOut(split(raw).entries)),
     claim: (cursor) =>
       Effect.gen(function*() {
-        const [next, raw, gone] = (yield* call("XAUTOCLAIM", () =>
-          client.xautoclaim(stream, group, consumer, claimIdleMs, cursor, "COUNT", readCount)
-        )) as [string, Array<RawEntry>, Array<string> | undefined]
+        const [nextBytes, raw, gone] = (yield* call("XAUTOCLAIM", () =>
+          client.callBuffer("XAUTOCLAIM", [stream, group, consumer, claimIdleMs, cursor, "COUNT", readCount])
+        )) as [Buffer, Array<RawEntry>, Array<Buffer> | undefined]
+        const next = nextBytes.toString("latin1")
         const { deleted, entries } = split(raw)
         // Redis 7 drops deleted entries from the pending list and names them in a third element; 6.2 returned
         // them with no fields and kept them pending.
-        yield* trimmed([...(gone ?? []), ...deleted], "found by a claim")
+        yield* trimmed([...(gone ?? []).map((id) => id.toString("latin1")), ...deleted], "found by a claim")
         const claimed = entries.filter((e) => !inFlight.has(e.id))
         if (claimed.length > 0) {
           yield* Metrics.reclaimed(claimed.length)

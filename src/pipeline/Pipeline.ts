@@ -4,7 +4,7 @@ import { Consumer, type DeadLetter, type StreamEntry, type WriteFailure } from "
 import { Reason, render } from "../deadletter/Reason.js"
 import * as Metrics from "../observability/Metrics.js"
 import { Progress } from "../observability/Progress.js"
-import { decodePayload } from "../position/decode.js"
+import { decodeEntry } from "../position/decode.js"
 import { DeviceState, type PositionKey } from "../state/DeviceState.js"
 import { type CopyRow, readKey, RowEncoder } from "../writer/copyBinary.js"
 import { Writer } from "../writer/Writer.js"
@@ -44,6 +44,7 @@ export const run = Effect.gen(function*() {
   const stage = yield* DomainStage
   // Used only by `accept`, which runs on one fiber at a time.
   const encoder = new RowEncoder()
+  const limits = { maxPayloadBytes: config.maxPayloadBytes, maxFutureSkewMs: Duration.toMillis(config.maxFutureSkew) }
 
   const deadLetter = (letters: ReadonlyArray<DeadLetter>) =>
     consumer.deadLetter(letters).pipe(
@@ -60,10 +61,10 @@ export const run = Effect.gen(function*() {
       const accepted: Array<Accepted> = []
       const invalid: Array<DeadLetter> = []
       for (const entry of entries) {
-        const decoded = decodePayload(entry.payload)
+        const decoded = decodeEntry(entry, limits)
         if (decoded._tag === "Right") {
           accepted.push({ id: entry.id, position: decoded.right.position, attributesJson: decoded.right.attributesJson })
-        } else invalid.push({ id: entry.id, reason: Reason.Invalid({ message: decoded.left }) })
+        } else invalid.push({ id: entry.id, reason: decoded.left })
       }
       if (invalid.length > 0) {
         yield* Effect.logWarning(`${invalid.length} invalid entries dead-lettered; first: ${invalid[0]!.id}: ${render(invalid[0]!.reason)}`)

@@ -1,6 +1,17 @@
-import { Either } from "effect"
-import { attributesJson, attributeValueJson, memberOpening } from "./attributesJson.js"
-import { type AttributeValue, decodeAttribute, decodeStrict, FORBIDDEN_ATTRIBUTE, parseInstant, type Position } from "./Position.js"
+import { Duration, Either } from "effect"
+import type { StreamEntry } from "../consumer/Consumer.js"
+import { quote, Reason } from "../deadletter/Reason.js"
+import { attributesJson, attributeValueJson, checkedMemberOpening } from "./attributesJson.js"
+import {
+  type AttributeValue,
+  decodeAttribute,
+  decodeStrict,
+  EARLIEST_TIMESTAMP_MS,
+  FORBIDDEN_ATTRIBUTE,
+  parseInstant,
+  type Position,
+  unstorable
+} from "./Position.js"
 
 // The hot path: runs for every record. It accepts exactly what the Schema accepts (property-tested in
 // test/decode.test.ts) and, on rejection, defers to the Schema for the message, so errors stay precise
@@ -29,6 +40,9 @@ const fastAttributes = (u: unknown, owned: boolean): readonly [Record<string, At
   let resolved: Array<AttributeValue> | undefined
   for (const key in source) {
     if (key === FORBIDDEN_ATTRIBUTE) return undefined
+    // Cached for names seen before, which are known to be valid; undefined for an invalid name.
+    const opening = checkedMemberOpening(key, first)
+    if (opening === undefined) return undefined
     const raw = source[key]
     let text: string
     switch (typeof raw) {
@@ -37,6 +51,7 @@ const fastAttributes = (u: unknown, owned: boolean): readonly [Record<string, At
         text = "" + raw
         break
       case "string":
+        if (unstorable(raw) !== undefined) return undefined
         text = JSON.stringify(raw)
         break
       case "boolean":
@@ -53,7 +68,7 @@ const fastAttributes = (u: unknown, owned: boolean): readonly [Record<string, At
       default:
         return undefined
     }
-    json += memberOpening(key, first)
+    json += opening
     json += text
     first = false
   }
@@ -68,11 +83,14 @@ const decodeFast = (u: unknown, owned: boolean): Decoded | undefined => {
   if (typeof u !== "object" || u === null || Array.isArray(u)) return undefined
   const o = u as Record<string, unknown>
   const deviceId = o["device_id"]
-  if (typeof deviceId !== "string" || deviceId.length === 0 || deviceId.length > 64) return undefined
+  if (typeof deviceId !== "string" || deviceId.length === 0 || deviceId.length > 64 || unstorable(deviceId) !== undefined) {
+    return undefined
+  }
   const timestamp = o["timestamp"]
   if (typeof timestamp !== "string") return undefined
   const ms = parseInstant(timestamp)
-  if (Number.isNaN(ms)) return undefined
+  // NaN fails this too.
+  if (!(ms >= EARLIEST_TIMESTAMP_MS)) return undefined
   const { latitude, longitude, altitude, angle, speed, satellites, priority } = o
   if (!inRange(latitude, -90, 90) || !inRange(longitude, -180, 180) || !isNum(altitude)) return undefined
   if (!inRange(angle, 0, 360) || !isNum(speed) || speed < 0) return undefined
@@ -103,16 +121,78 @@ const decodeFast = (u: unknown, owned: boolean): Decoded | undefined => {
 /** The fast path on a value the caller keeps: `u` is left as it is. */
 export const fastDecode = (u: unknown): Decoded | undefined => decodeFast(u, false)
 
-/** Decodes one entry's payload field: a position, or a one-line reason naming the field. */
+/**
+ * Decodes a payload field: a position, or a one-line reason naming the field (at most a short prefix of any
+ * bad value). Never throws, whatever the text.
+ */
 export const decodePayload = (payload: string | undefined): Either.Either<Decoded, string> => {
   if (payload === undefined) return Either.left("payload: the entry has no payload field")
-  let json: unknown
   try {
-    json = JSON.parse(payload)
+    let json: unknown
+    try {
+      json = JSON.parse(payload)
+    } catch (error) {
+      return Either.left(`payload: not valid JSON (${quote(String((error as Error).message))})`)
+    }
+    const decoded = decodeFast(json, true)
+    if (decoded !== undefined) return Either.right(decoded)
+    return Either.map(decodeStrict(json), (position) => ({ position, attributesJson: attributesJson(position.attributes) }))
   } catch (error) {
-    return Either.left(`payload: not valid JSON (${(error as Error).message})`)
+    // Not expected (the Schema is guarded against deep values); one bad entry must still not stop the worker.
+    return Either.left(`payload: could not be decoded (${quote(String(error instanceof Error ? error.message : error))})`)
   }
-  const decoded = decodeFast(json, true)
-  if (decoded !== undefined) return Either.right(decoded)
-  return Either.map(decodeStrict(json), (position) => ({ position, attributesJson: attributesJson(position.attributes) }))
+}
+
+/** What decodeEntry enforces beyond the payload's own contract (src/config/Config.ts). */
+export interface Limits {
+  /** MAX_PAYLOAD_BYTES: the largest payload field, in UTF-8 bytes; a larger one is not parsed. */
+  readonly maxPayloadBytes: number
+  /** MAX_FUTURE_SKEW in milliseconds: how far a timestamp may be ahead of the entry's stream id time; 0: no check. */
+  readonly maxFutureSkewMs: number
+}
+
+/** Milliseconds in a stream entry id ("<ms>-<seq>"): when Redis accepted the entry; NaN for another form. */
+const acceptedAt = (id: string): number => {
+  let ms = 0
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i)
+    if (c === 45) return i > 0 ? ms : NaN
+    if (c < 48 || c > 57) return NaN
+    ms = ms * 10 + (c - 48)
+  }
+  return NaN
+}
+
+const human = (ms: number): string => Duration.format(Duration.millis(ms))
+
+/**
+ * One stream entry: its position, or why it is dead-lettered: TooLarge (payload above `maxPayloadBytes`,
+ * not parsed), Invalid (not valid UTF-8, not JSON, breaks the wire contract of Position.ts, or a timestamp more
+ * than `maxFutureSkewMs` ahead of the time Redis accepted the entry). Never throws, whatever the entry holds.
+ */
+export const decodeEntry = (entry: StreamEntry, limits: Limits): Either.Either<Decoded, Reason> => {
+  const payload = entry.payload
+  // UTF-8 takes at most three bytes per UTF-16 unit: only a long payload needs its bytes counted.
+  if (payload !== undefined && payload.length * 3 > limits.maxPayloadBytes) {
+    const bytes = Buffer.byteLength(payload, "utf8")
+    if (bytes > limits.maxPayloadBytes) return Either.left(Reason.TooLarge({ bytes, limit: limits.maxPayloadBytes }))
+  }
+  if (entry.invalidUtf8 === true) {
+    return Either.left(Reason.Invalid({ message: "payload: not valid UTF-8 (its bytes cannot be read as text without changing them)" }))
+  }
+  const decoded = decodePayload(payload)
+  if (decoded._tag === "Left") return Either.left(Reason.Invalid({ message: decoded.left }))
+  const { position } = decoded.right
+  if (limits.maxFutureSkewMs > 0) {
+    const at = acceptedAt(entry.id)
+    const ahead = position.timestamp.getTime() - at
+    if (ahead > limits.maxFutureSkewMs) {
+      return Either.left(Reason.Invalid({
+        message: `timestamp: ${position.timestamp.toISOString()} is ${human(ahead)} ahead of the time Redis ` +
+          `accepted the entry (${new Date(at).toISOString()}), more than MAX_FUTURE_SKEW=${human(limits.maxFutureSkewMs)}`
+      }))
+    }
+  }
+  // The same Right: its Left type is the only difference.
+  return decoded as Either.Either<Decoded, never>
 }

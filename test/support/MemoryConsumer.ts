@@ -52,8 +52,10 @@ export const makeMemoryConsumer = Effect.gen(function*() {
 })
 
 let seq = 0
+// Ids of entries accepted now, as Redis would make them: records dated before now pass MAX_FUTURE_SKEW.
+const acceptedAt = Date.now()
 /** A stream entry for a payload object (or raw string), with a fresh id. */
-export const entry = (payload: unknown, id = `${1_700_000_000_000 + seq}-${seq++}`): StreamEntry => ({
+export const entry = (payload: unknown, id = `${acceptedAt + seq}-${seq++}`): StreamEntry => ({
   id,
   payload: typeof payload === "string" ? payload : JSON.stringify(payload)
 })
