@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import { mkdir, writeFile } from "node:fs/promises"
-import { join } from "node:path"
+import { basename, join } from "node:path"
 import ts from "typescript"
 import { checkAborted, defer, log, RESULTS_DIR, ROOT, sleep } from "./infra.js"
 
@@ -30,16 +30,16 @@ export const buildWorker = (): WorkerCommand => {
 }
 
 /** The baseline consumer, transpiled (no type check) to plain JS so it runs on bare node like dist/main.js. */
-export const buildBaseline = async (): Promise<ReadonlyArray<string>> => {
-  const source = readFileSync(join(ROOT, "bench", "baseline.ts"), "utf8")
+export const buildBaseline = async (file = join(ROOT, "bench", "baseline.ts")): Promise<ReadonlyArray<string>> => {
+  const source = readFileSync(file, "utf8")
   const { outputText } = ts.transpileModule(source, {
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, verbatimModuleSyntax: false }
   })
   const dir = join(RESULTS_DIR, ".build")
   await mkdir(dir, { recursive: true })
-  const file = join(dir, "baseline.mjs")
-  await writeFile(file, outputText)
-  return [file]
+  const out = join(dir, `${basename(file, ".ts")}.mjs`)
+  await writeFile(out, outputText)
+  return [out]
 }
 
 // ---- a child process with RSS sampling ----------------------------------------------------------------------
