@@ -8,8 +8,11 @@ export interface Options {
   readonly devices: number
   readonly seed: number
   readonly rates: ReadonlyArray<number>
-  /** The latency load's last rate is this fraction of the baseline's drain rate ("near the baseline's maximum")... */
-  readonly nearMax: number
+  /**
+   * The latency load's last rate is this fraction of the baseline's drain rate ("near the baseline's maximum")...
+   * undefined: no such rate (the --quick default, as it can take longer than the rest of a quick run).
+   */
+  readonly nearMax: number | undefined
   /** ... unless given as a rate (entries/s). */
   readonly maxRate: number | undefined
   /** Entries for the second e2e + baseline pair (the issue's N = 1,000,000). */
@@ -101,8 +104,9 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
   }
   const fleet = (values["fleet-devices"] ?? "1000,100000").split(",").map((d) => int(d.trim(), "fleet-devices", 0))
   if (fleet.length !== 2) throw new Error(`--fleet-devices takes two fleet sizes, got '${values["fleet-devices"]}'`)
-  const nearMax = Number(values["near-max"] ?? "0.8")
-  if (!(nearMax > 0 && nearMax <= 2)) throw new Error(`--near-max must be a fraction in (0, 2], got '${values["near-max"]}'`)
+  const nearMaxText = values["near-max"] ?? (quick ? undefined : "0.8")
+  const nearMax = nearMaxText === undefined ? undefined : Number(nearMaxText)
+  if (nearMax !== undefined && !(nearMax > 0 && nearMax <= 2)) throw new Error(`--near-max must be a fraction in (0, 2], got '${values["near-max"]}'`)
   const workerEnv: Record<string, string> = {}
   for (const kv of values.env ?? []) {
     const at = kv.indexOf("=")
@@ -117,7 +121,8 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     nearMax,
     maxRate: values["max-rate"] === undefined ? undefined : int(values["max-rate"], "max-rate", 0),
     largeN: int(values["large-n"], "large-n", quick ? 40_000 : 1_000_000),
-    skipLarge: values["skip-large"] === true,
+    // The quick run leaves the large pair out unless --large-n asks for it: it repeats the e2e + baseline path.
+    skipLarge: values["skip-large"] === true || (quick && values["large-n"] === undefined),
     fleetDevices: [fleet[0]!, fleet[1]!],
     processes: int(values.processes, "processes", 2, 2),
     duration: seconds(values.duration, "duration", quick ? 2 : 10, 0.5),
