@@ -100,6 +100,8 @@ const main = async () => {
   await commands.xgroup("CREATE", stream, group, "0", "MKSTREAM").catch((e: Error) => {
     if (!e.message.includes("BUSYGROUP")) throw e
   })
+  // A blocking read on an empty stream does not register the consumer; the bench waits for it to appear.
+  await commands.xgroup("CREATECONSUMER", stream, group, consumer)
   const inFlight = new Set<Promise<unknown>>()
   let next = read()
   while (!stopping) {
