@@ -6,7 +6,7 @@ import { cpus, totalmem } from "node:os"
 import { join } from "node:path"
 import type { Redis as IORedis } from "ioredis"
 import { type Decoded, decodePayload } from "../src/position/decode.js"
-import { type Options, parseOptions, USAGE } from "./args.js"
+import { type Figure, type Options, parseOptions, USAGE } from "./args.js"
 import { buildBaseline, buildWorker, type WorkerCommand } from "./child.js"
 import { type DrainResult, drainRun } from "./drain.js"
 import { abort, connectRedis, load, log, releaseAll, RESULTS_DIR, ROOT } from "./infra.js"
@@ -234,6 +234,8 @@ export interface Check {
   readonly target: string
   readonly measured: number | null
   readonly ok: boolean | null
+  /** The figures it needs were asked for (--only, --skip-*); the table leaves out unmeasured rows that were not. */
+  readonly requested: boolean
 }
 
 const int = (x: number) => Math.round(x).toLocaleString("en-US")
@@ -243,6 +245,7 @@ const micros = (x: number) => x.toFixed(1)
 const WITHIN = 0.15
 
 const check = (
+  requested: boolean,
   id: string,
   figure: string,
   target: string,
@@ -251,57 +254,59 @@ const check = (
   value: (x: number) => string
 ): Check =>
   measured === null || measured === undefined || !Number.isFinite(measured)
-    ? { id, figure, value: "not measured", target, measured: null, ok: null }
-    : { id, figure, value: value(measured), target, measured, ok: pass(measured) }
+    ? { id, figure, value: "not measured", target, measured: null, ok: null, requested }
+    : { id, figure, value: value(measured), target, measured, ok: pass(measured), requested }
 
 const checks = (o: Options, r: Results): Array<Check> => {
   const out: Array<Check> = []
+  const asked = (...figures: ReadonlyArray<Figure>) => figures.every((f) => o.only.has(f))
+  const pair = asked("e2e", "baseline")
   const e2e = r.e2e
   const base = r.baseline
   const both = e2e !== undefined && base !== undefined
-  out.push(check("worker-cpu", "worker CPU/row ÷ baseline's", "≤ 0.75",
+  out.push(check(pair, "worker-cpu", "worker CPU/row ÷ baseline's", "≤ 0.75",
     both ? e2e.consumerCpuMicrosPerRow / base.consumerCpuMicrosPerRow : null, (x) => x <= 0.75,
     (x) => `${ratio(x)} (${micros(e2e!.consumerCpuMicrosPerRow)} / ${micros(base!.consumerCpuMicrosPerRow)} µs)`))
-  out.push(check("postgres-cpu", "PostgreSQL CPU/row, processor ÷ baseline", "≤ 0.6",
+  out.push(check(pair, "postgres-cpu", "PostgreSQL CPU/row, processor ÷ baseline", "≤ 0.6",
     both ? e2e.postgresCpuMicrosPerRow / base.postgresCpuMicrosPerRow : null, (x) => x <= 0.6,
     (x) => `${ratio(x)} (${micros(e2e!.postgresCpuMicrosPerRow)} / ${micros(base!.postgresCpuMicrosPerRow)} µs)`))
-  out.push(check("e2e", `e2e rows/s @${int(o.n)}, processor ÷ baseline`, "≥ 1.5",
+  out.push(check(pair, "e2e", `e2e rows/s @${int(o.n)}, processor ÷ baseline`, "≥ 1.5",
     both ? e2e.rowsPerSecond / base.rowsPerSecond : null, (x) => x >= 1.5,
     (x) => `${ratio(x)} (${int(e2e!.rowsPerSecond)} / ${int(base!.rowsPerSecond)})`))
   const large = r.large
-  out.push(check("e2e-large", `e2e rows/s @${int(o.largeN)}, processor ÷ baseline`, "≥ 1.5",
+  out.push(check(asked("large") && !o.skipLarge, "e2e-large", `e2e rows/s @${int(o.largeN)}, processor ÷ baseline`, "≥ 1.5",
     large?.processorRatio, (x) => x >= 1.5,
     (x) => `${ratio(x)} (${int(large!.processor!.rowsPerSecond)} / ${int(large!.baseline!.rowsPerSecond)})`))
   const fleet = r.fleet
   const [smallFleet, largeFleet] = o.fleetDevices
   const flat = (x: number) => Math.abs(x - 1) <= WITHIN
-  out.push(check("fleet-cpu", `worker CPU/row, ${int(largeFleet)} ÷ ${int(smallFleet)} devices`, "within 15 %",
+  out.push(check(asked("fleet"), "fleet-cpu", `worker CPU/row, ${int(largeFleet)} ÷ ${int(smallFleet)} devices`, "within 15 %",
     fleet?.cpuRatio, flat,
     (x) => `${ratio(x)} (${micros(fleet!.large.consumerCpuMicrosPerRow)} / ${micros(fleet!.small.consumerCpuMicrosPerRow)} µs)`))
-  out.push(check("fleet-rate", `rows/s, ${int(largeFleet)} ÷ ${int(smallFleet)} devices`, "within 15 %",
+  out.push(check(asked("fleet"), "fleet-rate", `rows/s, ${int(largeFleet)} ÷ ${int(smallFleet)} devices`, "within 15 %",
     fleet?.rateRatio, flat,
     (x) => `${ratio(x)} (${int(fleet!.large.rowsPerSecond)} / ${int(fleet!.small.rowsPerSecond)})`))
   const settings = [...o.workerNodeFlags, ...Object.entries(o.workerEnv).map(([k, v]) => `${k}=${v}`)]
-  out.push(check("rss", `peak RSS, ${int(o.rssN)} backlog / ${int(o.rssDevices)} devices`, "≤ 200 MiB, default settings",
+  out.push(check(asked("rss") && !o.skipRss, "rss", `peak RSS, ${int(o.rssN)} backlog / ${int(o.rssDevices)} devices`, "≤ 200 MiB, default settings",
     o.skipRss ? null : r.rss?.peakRssMiB, (x) => x <= 200,
     (x) => `${x.toFixed(0)} MiB (${int(r.rss!.rowsPerSecond)} rows/s${settings.length > 0 ? `; with ${settings.join(" ")}` : ""})`))
   for (const rate of r.latencyRates?.rates ?? []) {
     const p = r.latency?.find((l) => l.consumer === "processor" && l.rate === rate)
     const b = r.latency?.find((l) => l.consumer === "baseline" && l.rate === rate)
     const near = rate === r.latencyRates?.nearMaxRate ? " (near the baseline's max)" : ""
-    out.push(check(`latency-${rate}`, `latency p99 @${int(rate)}/s${near}, processor ÷ baseline`, "≤ 1",
+    out.push(check(true, `latency-${rate}`, `latency p99 @${int(rate)}/s${near}, processor ÷ baseline`, "≤ 1",
       p && b ? p.p99Ms / b.p99Ms : null, (x) => x <= 1,
       (x) => `${ratio(x)} (${ms(p!.p99Ms)} / ${ms(b!.p99Ms)} ms; p50 ${ms(p!.p50Ms)} vs ${ms(b!.p50Ms)}; sent ${int(p!.load.achievedRate)} / ${int(b!.load.achievedRate)}/s)`))
   }
   for (const [rate, bound] of [[2000, 20], [20000, 250]] as const) {
     const p = r.latency?.find((l) => l.consumer === "processor" && l.rate === rate)
     if (p === undefined && !(r.latencyRates?.rates.includes(rate) ?? false)) continue
-    out.push(check(`latency-abs-${rate}`, `latency p50/p95/p99/max @${int(rate)}/s, processor`, `p99 ≤ ${bound} ms (README)`,
+    out.push(check(true, `latency-abs-${rate}`, `latency p50/p95/p99/max @${int(rate)}/s, processor`, `p99 ≤ ${bound} ms (README)`,
       p?.p99Ms, (x) => x <= bound,
       () => `${ms(p!.p50Ms)} / ${ms(p!.p95Ms)} / ${ms(p!.p99Ms)} / ${ms(p!.maxMs)} ms`))
   }
   const scale = r.scale
-  out.push(check("scale", `drain rows/s, ${o.processes} processes ÷ 1`, "> 1",
+  out.push(check(asked("e2e", "scale"), "scale", `drain rows/s, ${o.processes} processes ÷ 1`, "> 1",
     scale?.ratioToOne, (x) => x > 1,
     (x) => `${ratio(x)} (${int(scale!.rowsPerSecond)} / ${int(e2e!.rowsPerSecond)})`))
   return out
@@ -349,7 +354,7 @@ const markdown = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArr
 const report = (o: Options, r: Results): string => {
   const verdict = (ok: boolean | null) => (ok === null ? "–" : ok ? "✓" : "✗")
   return [
-    markdown(["target (issue #11)", "value", "target", ""], r.checks.map((c) => [c.figure, c.value, c.target, verdict(c.ok)])),
+    markdown(["target (issue #11)", "value", "target", ""], r.checks.filter((c) => c.requested || c.ok !== null).map((c) => [c.figure, c.value, c.target, verdict(c.ok)])),
     "",
     markdown(["figure", "value"], figures(o, r))
   ].join("\n")
