@@ -3,25 +3,32 @@
 # The processor as a container: `docker build -t processor .`, then run it with REDIS_URL and POSTGRES_URL
 # (see compose.yaml). Both stages use the same base so native optional dependencies (msgpackr-extract,
 # @parcel/watcher) get prebuilt binaries for the same libc and architecture.
-# Bump the pin to the newest 22.x patch when rebuilding; pin by digest (@sha256:...) for reproducible builds.
-ARG NODE_IMAGE=node:22.22.0-bookworm-slim
+# Bump the pin to the newest 24.x patch when rebuilding (and the `node` dev dependency with it); pin by digest
+# (@sha256:...) for reproducible builds.
+ARG NODE_IMAGE=node:24.21.0-bookworm-slim
 
 # ---- build: dev dependencies + TypeScript → dist/ ----
 FROM ${NODE_IMAGE} AS build
+# pnpm at the version package.json pins (packageManager, checked against its sha512), through the corepack that
+# Node 24 ships; no prompt before corepack's download.
+ENV COREPACK_ENABLE_DOWNLOAD_PROMPT=0
 WORKDIR /app
 # The manifest first, so the dependency layer is reused while only the sources change.
-COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+COPY package.json pnpm-lock.yaml pnpm-workspace.yaml ./
+RUN corepack pnpm install --frozen-lockfile
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build
+RUN corepack pnpm build
 
 # ---- runtime: production dependencies, compiled JS and the SQL migrations ----
 FROM ${NODE_IMAGE} AS runtime
-ENV NODE_ENV=production
+ENV NODE_ENV=production COREPACK_ENABLE_DOWNLOAD_PROMPT=0
 WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY package.json pnpm-lock.yaml pnpm-workspace.yaml ./
+# Production dependencies only (so not the `node` dev dependency: the image's own Node runs the worker). pnpm's store,
+# metadata cache and corepack's copy of pnpm are not needed at run time; node_modules keeps its hard links to the files.
+RUN corepack pnpm install --frozen-lockfile --prod \
+  && rm -rf /root/.local/share/pnpm /root/.cache
 COPY --from=build /app/dist ./dist
 # Read at runtime from ../../migrations relative to dist/postgres/Migrations.js, i.e. /app/migrations.
 COPY migrations ./migrations
@@ -37,5 +44,5 @@ STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.HTTP_PORT||9464)+'/healthz',{signal:AbortSignal.timeout(4000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 
-# Exec form, no shell or npm in between: node is PID 1 and receives SIGTERM itself.
+# Exec form, no shell or pnpm in between: node is PID 1 and receives SIGTERM itself.
 CMD ["node", "--enable-source-maps", "dist/main.js"]

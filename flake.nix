@@ -1,9 +1,14 @@
-# Development shell: Node.js 22, Redis, and PostgreSQL 16 with TimescaleDB, all local to this checkout.
+# Development shell: Node.js 24 with pnpm (corepack), Redis, and PostgreSQL 16 with TimescaleDB, all local to this
+# checkout.
 #
-#   nix develop                 # enter the shell (first run writes flake.lock; commit it)
-#   dev-services-up             # PostgreSQL on 127.0.0.1:5432 (data in ./.dev/pg), Redis on 127.0.0.1:6379 (./.dev/redis)
-#   npm ci && npm run dev       # the worker, with pretty logs; `npm test` uses the same servers
-#   dev-services-down           # stop both (data stays in ./.dev; delete it to start over)
+#   nix develop                                   # enter the shell (first run writes flake.lock; commit it)
+#   dev-services-up                               # PostgreSQL on 127.0.0.1:5432 (data in ./.dev/pg), Redis on 127.0.0.1:6379 (./.dev/redis)
+#   pnpm install --frozen-lockfile && pnpm dev    # the worker, with pretty logs; `pnpm test` uses the same servers
+#   dev-services-down                             # stop both (data stays in ./.dev; delete it to start over)
+#
+# `pnpm` is corepack's shim: it runs the version package.json pins (packageManager). The scripts run on the `node`
+# dev dependency (Node 24 from the npm registry, first on their PATH), a generic Linux build: on NixOS it needs
+# nix-ld (programs.nix-ld.enable = true); Nix on other systems runs it as it is.
 #
 # TimescaleDB from nixpkgs carries the Timescale License (unfree, so it is allowed explicitly below and
 # built locally rather than fetched from the binary cache). postgresqlPackages.timescaledb_apache is the
@@ -93,7 +98,8 @@
         {
           default = pkgs.mkShell {
             packages = [
-              pkgs.nodejs_22
+              pkgs.nodejs_24
+              pkgs.corepack_24
               own.postgresql
               pkgs.redis
               own.dev-services-up

@@ -1,6 +1,8 @@
 import { Effect } from "effect"
 import type { Redis as IORedis } from "ioredis"
-import { DEFAULT_START, emit, generatePayloads, makeFleet, toPayload } from "../src/simulate/Generator.js"
+import { DEFAULT_START, emit, makeFleet } from "../src/simulate/Fleet.js"
+import { generatePayloads } from "../src/simulate/Generator.js"
+import { makePayloadEncoder } from "../src/simulate/Payload.js"
 import { publish } from "../src/simulate/Publish.js"
 
 export interface Dataset {
@@ -15,6 +17,7 @@ export const payloads = (d: Dataset): Array<string> => generatePayloads({ count:
 /** The same sequence as `payloads`, in chunks, so a million-entry backlog never sits in the bench's memory at once. */
 export function* payloadChunks(d: Dataset, chunk: number): Generator<Array<string>> {
   const fleet = makeFleet({ devices: d.devices, seed: d.seed })
+  const toPayload = makePayloadEncoder()
   let nowMs = DEFAULT_START.getTime()
   let produced = 0
   let out: Array<string> = []
@@ -78,6 +81,7 @@ export const pacedLoad = async (
   const total = Math.round(options.rate * (options.warmup + options.duration))
   const devices = Math.max(1, options.devices)
   const fleet = makeFleet({ devices, seed: options.seed, start: new Date() })
+  const toPayload = makePayloadEncoder()
   const lastTs = new Map<string, number>()
   const wakeLate: Array<number> = []
   const skews = new Int32Array(total)

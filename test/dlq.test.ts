@@ -60,20 +60,23 @@ describe("DeadLetters against Redis", () => {
       const written = yield* Effect.forEach([1, 2, 3, 4], (n) =>
         deadLetter(redis, keys.dlqKey, { payload: `{"device":"d${n}"}`, error: `bad ${n}`, sourceId: `${n}-0` }))
 
-      const listing = yield* DeadLetters.list(redis, keys.dlqKey, 3)
+      const listing = yield* DeadLetters.list(redis, keys.dlqKey, { order: "oldest", limit: 3 })
       expect(listing.total).toBe(4)
       expect(listing.entries.map((e) => e.id)).toEqual(written.slice(0, 3))
-      expect(listing.entries.map((e) => e.error)).toEqual(["bad 1", "bad 2", "bad 3"])
-      expect(listing.entries[0]).toMatchObject({
-        payload: "{\"device\":\"d1\"}",
-        sourceId: "1-0",
-        consumer: "test-consumer",
-        timestamp: Number(written[0]!.split("-")[0])
-      })
+      expect(listing.entries.map((e) => DeadLetters.fieldText(e, "error"))).toEqual(["bad 1", "bad 2", "bad 3"])
+      const first = listing.entries[0]!
+      expect(first.timestamp).toBe(Number(written[0]!.split("-")[0]))
+      expect(first.fields.map(([name, value]) => [name, value.toString()])).toEqual([
+        ["payload", "{\"device\":\"d1\"}"],
+        ["error", "bad 1"],
+        ["source_id", "1-0"],
+        ["consumer", "test-consumer"],
+        ["failed_at", expect.any(String)]
+      ])
       expect(Math.abs(Date.now() - listing.entries[0]!.timestamp)).toBeLessThan(60_000)
 
       const one = yield* DeadLetters.replay(redis, keys, DeadLetters.Selection.Ids({ ids: [written[1]!] }))
-      expect(one).toEqual({ replayed: 1, notFound: [], emptyPayload: 0, emptyPayloadIds: [] })
+      expect(one).toEqual({ replayed: 1, notFound: [], nothingToReplay: 0, nothingToReplayIds: [] })
       expect(yield* payloads(redis, keys.sourceKey)).toEqual([
         { fields: ["payload", "{\"device\":\"d2\"}"], payload: Buffer.from("{\"device\":\"d2\"}") }
       ])
@@ -130,7 +133,7 @@ describe("DeadLetters against Redis", () => {
       const missing = yield* deadLetter(redis, keys.dlqKey, { error: "no payload field", sourceId: "0-2" })
 
       const result = yield* DeadLetters.replay(redis, keys, DeadLetters.Selection.All(), { pageSize: 7 })
-      expect(result).toEqual({ replayed: 25, notFound: [], emptyPayload: 2, emptyPayloadIds: [empty, missing] })
+      expect(result).toEqual({ replayed: 25, notFound: [], nothingToReplay: 2, nothingToReplayIds: [empty, missing] })
       expect((yield* payloads(redis, keys.sourceKey)).map((e) => e.payload.toString())).toEqual(
         Array.from({ length: 25 }, (_, i) => `p${i}`)
       )
@@ -152,6 +155,64 @@ describe("DeadLetters against Redis", () => {
       const after = yield* ids(redis, keys.dlqKey)
       expect(after).toHaveLength(5)
       expect(after.filter((id) => before.includes(id))).toEqual([])
+    }))
+
+  it.scopedLive("list pages newest first by default, oldest first on request, all of them without a limit", () =>
+    Effect.gen(function*() {
+      const { redis, keys } = yield* setup
+      const written = yield* Effect.forEach(Array.from({ length: 12 }, (_, i) => i), (i) =>
+        deadLetter(redis, keys.dlqKey, { payload: `p${i}`, error: "e", sourceId: `${i}-0` }))
+      const newest = yield* DeadLetters.list(redis, keys.dlqKey, { order: "newest", limit: 5, pageSize: 2 })
+      expect(newest.entries.map((e) => e.id)).toEqual([...written].reverse().slice(0, 5))
+      expect(newest.total).toBe(12)
+      const all = yield* DeadLetters.list(redis, keys.dlqKey, { order: "oldest", pageSize: 5 })
+      expect(all.entries.map((e) => e.id)).toEqual(written)
+      const allNewest = yield* DeadLetters.list(redis, keys.dlqKey, { order: "newest", pageSize: 4 })
+      expect(allNewest.entries.map((e) => e.id)).toEqual([...written].reverse())
+      const empty = yield* DeadLetters.list(redis, `${keys.dlqKey}:absent`, { order: "newest" })
+      expect(empty).toEqual({ entries: [], total: 0 })
+    }))
+
+  it.scopedLive("replay re-publishes every original field, binary ones included, and none of the bookkeeping", () =>
+    Effect.gen(function*() {
+      const { redis, keys } = yield* setup
+      const bytes = Buffer.from([0xff, 0x00, 0x80])
+      const withExtras = yield* Effect.promise(() =>
+        redis.xadd(keys.dlqKey, "*", "payload", "{\"a\":1}", "trace", "t-1", "raw", bytes, "error", "too large",
+          "reason", "too_large", "source_id", "5-0", "consumer", "c", "failed_at", "2026-05-01T00:00:00.000Z"))
+      // No payload field, but original fields: replayable.
+      const noPayload = yield* Effect.promise(() =>
+        redis.xadd(keys.dlqKey, "*", "data", "no payload here", "error", "no payload field", "reason", "invalid",
+          "source_id", "6-0", "consumer", "c", "failed_at", "2026-05-01T00:00:00.000Z"))
+      const result = yield* DeadLetters.replay(redis, keys, DeadLetters.Selection.Ids({ ids: [withExtras!, noPayload!] }))
+      expect(result).toMatchObject({ replayed: 2, notFound: [], nothingToReplay: 0 })
+      const replayed = yield* Effect.promise(() => redis.xrangeBuffer(keys.sourceKey, "-", "+"))
+      expect(replayed.map(([, fields]) => fields.map((f, i) => (i % 2 === 0 ? f.toString() : f.toString("hex"))))).toEqual([
+        ["payload", Buffer.from("{\"a\":1}").toString("hex"), "trace", Buffer.from("t-1").toString("hex"), "raw", "ff0080"],
+        ["data", Buffer.from("no payload here").toString("hex")]
+      ])
+      expect(yield* Effect.promise(() => redis.xlen(keys.dlqKey))).toBe(0)
+    }))
+
+  it.scopedLive("purge --dry-run counts what purge would remove and removes nothing", () =>
+    Effect.gen(function*() {
+      const { redis, keys } = yield* setup
+      const now = Date.now()
+      const old = Array.from({ length: 7 }, (_, i) => `${now - 7_200_000}-${i}`)
+      for (const id of old) yield* deadLetter(redis, keys.dlqKey, { id, payload: "old", error: "e", sourceId: "1-0" })
+      // A minute old: younger than the 1 h cutoff, older than "now" however fast the test runs.
+      yield* deadLetter(redis, keys.dlqKey, { id: `${now - 60_000}-0`, payload: "new", error: "e", sourceId: "1-0" })
+      const before = yield* ids(redis, keys.dlqKey)
+
+      const dry = yield* DeadLetters.purgeOlderThan(redis, keys.dlqKey, 3_600_000, { dryRun: true, pageSize: 3 })
+      expect(dry.removed).toBe(7)
+      expect(yield* ids(redis, keys.dlqKey)).toEqual(before)
+      const dryAll = yield* DeadLetters.purgeOlderThan(redis, keys.dlqKey, 0, { dryRun: true, pageSize: 2 })
+      expect(dryAll.removed).toBe(8)
+      expect(yield* ids(redis, keys.dlqKey)).toEqual(before)
+
+      const real = yield* DeadLetters.purgeOlderThan(redis, keys.dlqKey, 3_600_000)
+      expect(real.removed).toBe(dry.removed)
     }))
 
   it.scopedLive("purge removes only the entries older than the cutoff", () =>

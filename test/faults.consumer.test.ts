@@ -1,3 +1,4 @@
+import { Reason } from "../src/deadletter/Reason.js"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Redacted, Stream } from "effect"
 import { Consumer } from "../src/consumer/Consumer.js"
@@ -42,7 +43,7 @@ describe("faults: delivery screening", () => {
       const letters = yield* Effect.promise(() => redis.xrange(dlq, "-", "+"))
       const fields = letters.map(([, f]) => new Map(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i]!, f[2 * i + 1]!])))
       expect(fields.map((f) => f.get("source_id"))).toEqual(dead)
-      for (const f of fields) expect(f.get("error")).toMatch(/^delivered 11 times without being written \(MAX_DELIVERIES=3\)$/)
+      for (const f of fields) expect(f.get("error")).toMatch(/^failed 10 times without being written \(MAX_DELIVERIES=3\)/)
       // Only the consumer's own entries (replayed at start) were handed out, never a poisoned one.
       expect([...new Set(handedOut)].sort()).toEqual(["p1", "p3", "p5", "p7", "p9"])
       expect(Number(((yield* Effect.promise(() => redis.xpending(stream, group))) as [number])[0])).toBe(5)
@@ -68,9 +69,9 @@ describe("dead-letter copy", () => {
       const layer = RedisConsumer.layer.pipe(Layer.provide(Redis.layer(Redacted.make(REDIS_URL))), Layer.provide(configLayer(env)))
       yield* Effect.flatMap(Consumer, (consumer) =>
         consumer.deadLetter([
-          { id: kept!, payload: undefined, error: "refused" },
-          { id: trimmed!, payload: undefined, error: "refused" },
-          { id: given!, payload: "as held", error: "invalid" }
+          { id: kept!, reason: Reason.Rejected({ message: "refused" }) },
+          { id: trimmed!, reason: Reason.Rejected({ message: "refused" }) },
+          { id: given!, reason: Reason.Invalid({ message: "latitude: bad" }) }
         ])).pipe(Effect.provide(layer))
 
       const letters = yield* Effect.promise(async () => {
@@ -78,13 +79,18 @@ describe("dead-letter copy", () => {
         return entries.map(([, fields]) => {
           const f = new Map<string, string>()
           for (let i = 0; i < fields.length; i += 2) f.set(fields[i]!, fields[i + 1]!)
-          return { source: f.get("source_id"), payload: f.get("payload"), error: f.get("error") }
+          return { source: f.get("source_id"), payload: f.get("payload"), error: f.get("error"), reason: f.get("reason") }
         })
       })
       expect(letters).toEqual([
-        { source: kept, payload: "{\"kept\":1}", error: "refused" },
-        { source: trimmed, payload: "", error: "refused (the entry was trimmed from the stream: payload lost)" },
-        { source: given, payload: "as held", error: "invalid" }
+        { source: kept, payload: "{\"kept\":1}", error: "rejected by the database: refused", reason: "rejected" },
+        {
+          source: trimmed,
+          payload: "",
+          error: "rejected by the database: refused (the entry was trimmed from the stream: payload lost)",
+          reason: "rejected"
+        },
+        { source: given, payload: "{\"given\":1}", error: "latitude: bad", reason: "invalid" }
       ])
       // Acknowledged with the copy: nothing pending.
       const pending = (yield* Effect.promise(() => redis.xpending(stream, group))) as [number, ...Array<unknown>]

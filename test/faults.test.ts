@@ -236,7 +236,7 @@ describe.sequential("faults", () => {
       payloads.splice(1_500, 0, poison)
       // All at once: the poisoned record shares its batch with hundreds of good ones.
       yield* publishAll(t.redis, t.stream, payloads)
-      const expectations = { refused: (payload: string) => (payload === poison ? /^delivered \d+ times without being written \(MAX_DELIVERIES=3\)/ : undefined) }
+      const expectations = { refused: (payload: string) => (payload === poison ? /^failed \d+ times without being written \(MAX_DELIVERIES=3\)/ : undefined) }
       yield* awaitCompletion(t, expectations, 60_000)
       expect(countLogs(worker.output(), "over MAX_DELIVERIES")).toBe(1)
       expect(yield* stopWorker(worker)).toEqual({ code: 0, signal: null })

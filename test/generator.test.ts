@@ -1,17 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
-import {
-  drain,
-  emit,
-  generatePayloads,
-  imei,
-  isValidImei,
-  makeFleet,
-  nextPositions,
-  type Reading,
-  toPayload,
-  toPosition
-} from "../src/simulate/Generator.js"
+import type { Reading } from "../src/simulate/Device.js"
+import { drain, emit, makeFleet, nextPositions } from "../src/simulate/Fleet.js"
+import { generatePayloads } from "../src/simulate/Generator.js"
+import { imei, isValidImei } from "../src/simulate/Imei.js"
+import { makePayloadEncoder, toPosition } from "../src/simulate/Payload.js"
 
+const toPayload = makePayloadEncoder()
 const START = new Date("2026-05-01T10:00:00.000Z")
 const TWO_POW_53 = 2n ** 53n
 const UINT64_MAX = 2n ** 64n - 1n
@@ -194,6 +188,18 @@ describe("Generator", () => {
     for (const reading of odd) {
       expect(toPayload(reading)).toBe(JSON.stringify(toPosition(reading)))
     }
+  })
+
+  it("encoders keep no shared state: two used in turn across minutes write what JSON.stringify writes", () => {
+    const fleet = makeFleet({ devices: 3, seed: 17, start: START })
+    const [a, b] = [makePayloadEncoder(), makePayloadEncoder()]
+    const texts: Array<[string, string]> = []
+    for (const offset of [0, 61_000, 3_600_000, 59_999, 86_400_000]) {
+      for (const [i, reading] of nextPositions(fleet, START.getTime() + offset).entries()) {
+        texts.push([(i % 2 === 0 ? a : b)(reading), JSON.stringify(toPosition(reading))])
+      }
+    }
+    expect(texts.filter(([fast, slow]) => fast !== slow)).toEqual([])
   })
 
   it("keeps each device's timestamps strictly increasing without noise", () => {

@@ -139,6 +139,7 @@ describe("device JSON", () => {
     const out = deviceJson("dev-1", { last_position: p, last_seen_at: new Date("2026-05-01T10:00:04.000Z"), position_count_session: 3 })
     expect(JSON.parse(out)).toEqual({
       device_id: "dev-1",
+      source: "memory",
       last_position: {
         timestamp: "2026-05-01T10:00:03.000Z",
         latitude: 54.1,
@@ -296,6 +297,24 @@ describe("HTTP endpoints of a running worker", () => {
       expect((yield* get(port, "/devices/nobody")).status).toBe(401)
       expect((yield* get(port, "/devices/nobody", auth)).status).toBe(404)
       expect((yield* get(port, "/devices/dev-other", auth)).status).toBe(200)
+      expect(json(yield* get(port, "/devices/dev-ooo", auth))).toMatchObject({ source: "memory" })
+
+      // A device this process has not seen (as after a restart) is answered from its newest stored row.
+      yield* Effect.promise(() =>
+        t.pool.query(`INSERT INTO positions (device_id, ts, latitude, longitude, altitude, angle, speed, satellites, priority, event_id, attributes)
+                      VALUES ('dev-stored', '2026-05-01T09:00:00Z', 1, 2, 3, 4, 5, 6, 0, 0, '{"9": 18446744073709551615}'),
+                             ('dev-stored', '2026-05-01T08:00:00Z', 1, 2, 3, 4, 5, 6, 0, 0, '{}')`)
+      )
+      const stored = yield* get(port, "/devices/dev-stored", auth)
+      expect(stored.status).toBe(200)
+      expect(json(stored)).toMatchObject({
+        device_id: "dev-stored",
+        source: "table",
+        last_position: { timestamp: "2026-05-01T09:00:00.000Z", speed: 5 },
+        last_seen_at: null,
+        position_count_session: 0
+      })
+      expect(stored.body).toContain(`"attributes":{"9": 18446744073709551615}`)
     }))
 
   it.scopedLive("/devices/:id is 404 for every device when no token is configured", () =>

@@ -1,3 +1,4 @@
+import { Reason } from "../src/deadletter/Reason.js"
 import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
 import { describe, expect, it } from "@effect/vitest"
@@ -35,12 +36,12 @@ describe("Prometheus exposition", () => {
       yield* Metric.update(Metrics.writeDuration, 0.012)
       yield* Metric.update(Metrics.lag, 0.5)
       yield* Metric.set(Metrics.pgPoolIdle, 1)
-      yield* Metrics.deadLettered([{ id: "1-1", payload: "x", error: "payload: not valid JSON" }])
+      yield* Metrics.deadLettered([{ id: "1-1", reason: Reason.Invalid({ message: "payload: not valid JSON" }) }])
       const text = yield* scrape
       const typeOf = types(text)
 
       for (const [name, type] of typeOf) {
-        expect(name === "target_info" || name.startsWith("processor_"), name).toBe(true)
+        expect(name === "target_info" || /^(processor|process|nodejs)_/.test(name), name).toBe(true)
         if (type === "counter") expect(name, `${name} is a counter`).toMatch(/_total$/)
         if (name.endsWith("_total")) expect(type, `${name} ends in _total`).toBe("counter")
         // Durations are in seconds, never milliseconds.
@@ -82,6 +83,63 @@ describe("Prometheus exposition", () => {
           "processor_device_state_evictions_total"
         ]
       ) expect(values.has(series), series).toBe(true)
+    }).pipe(Effect.provide(telemetry())))
+
+  it.live("has the process's metrics: CPU, memory, heap, GC, event-loop delay and utilization, each family once", () =>
+    Effect.gen(function*() {
+      // Some garbage and some busy time between two scrapes, so GC has run and utilization is above 0.
+      yield* scrape
+      yield* Effect.sync(() => {
+        let keep: Array<{ readonly i: number; readonly s: string }> = []
+        const until = Date.now() + 100
+        while (Date.now() < until) {
+          for (let i = 0; i < 10_000; i++) keep.push({ i, s: `x${i}` })
+          if (keep.length > 200_000) keep = []
+        }
+      })
+      yield* Effect.sleep("20 millis")
+      const text = yield* scrape
+      const typeOf = types(text)
+
+      expect(typeOf.get("process_cpu_seconds_total")).toBe("counter")
+      expect(typeOf.get("process_resident_memory_bytes")).toBe("gauge")
+      expect(typeOf.get("nodejs_heap_size_used_bytes")).toBe("gauge")
+      expect(typeOf.get("nodejs_heap_size_total_bytes")).toBe("gauge")
+      expect(typeOf.get("nodejs_gc_duration_seconds")).toBe("histogram")
+      expect(typeOf.get("nodejs_eventloop_lag_p99_seconds")).toBe("gauge")
+      expect(typeOf.get("nodejs_eventloop_utilization_ratio")).toBe("gauge")
+
+      const values = samples(text)
+      expect(values.get("process_cpu_seconds_total")).toBeGreaterThan(0)
+      // Between 10 MiB and 4 GiB: a byte count, not kilobytes or pages.
+      expect(values.get("process_resident_memory_bytes")).toBeGreaterThan(10 * 2 ** 20)
+      expect(values.get("process_resident_memory_bytes")).toBeLessThan(4 * 2 ** 30)
+      expect(values.get("nodejs_heap_size_used_bytes")).toBeLessThanOrEqual(values.get("nodejs_heap_size_total_bytes")!)
+      const gcRuns = [...values].filter(([series]) => series.startsWith("nodejs_gc_duration_seconds_count{"))
+      expect(gcRuns.length).toBeGreaterThan(0)
+      expect(gcRuns.some(([series]) => series.includes("kind=\"minor\""))).toBe(true)
+      expect(gcRuns.reduce((n, [, v]) => n + v, 0)).toBeGreaterThan(0)
+      expect(values.get("nodejs_eventloop_lag_p99_seconds")).toBeGreaterThan(0)
+      // Seconds: a delay of 1000 would be milliseconds.
+      expect(values.get("nodejs_eventloop_lag_p99_seconds")).toBeLessThan(10)
+      const utilization = values.get("nodejs_eventloop_utilization_ratio")!
+      expect(utilization).toBeGreaterThan(0)
+      expect(utilization).toBeLessThanOrEqual(1)
+
+      // One HELP and one TYPE per family, every sample under a TYPE of its own family, one content type.
+      const lines = text.split("\n")
+      const helps = lines.filter((l) => l.startsWith("# HELP ")).map((l) => l.split(" ")[2]!)
+      const typed = lines.filter((l) => l.startsWith("# TYPE ")).map((l) => l.split(" ")[2]!)
+      expect(new Set(helps).size).toBe(helps.length)
+      expect(new Set(typed).size).toBe(typed.length)
+      let family = ""
+      for (const line of lines) {
+        if (line.startsWith("# TYPE ")) family = line.split(" ")[2]!
+        if (line === "" || line.startsWith("#")) continue
+        const name = /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(line)![0]
+        expect([family, `${family}_bucket`, `${family}_sum`, `${family}_count`], line).toContain(name)
+        expect(line, line).toMatch(/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? \S+$/)
+      }
     }).pipe(Effect.provide(telemetry())))
 
   it.effect("names the service and its version in target_info", () =>

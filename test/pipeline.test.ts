@@ -72,10 +72,10 @@ describe("Pipeline", () => {
       const letters = yield* consumer.deadLetters
       expect(letters.map((l) => l.id).sort()).toEqual([invalid.id, notJson.id, rejected.id].sort())
       const byId = new Map(letters.map((l) => [l.id, l]))
-      expect(byId.get(invalid.id)!.error).toMatch(/^latitude: /)
+      expect(byId.get(invalid.id)!.reason).toMatchObject({ _tag: "Invalid", message: expect.stringMatching(/^latitude: /) })
       expect(byId.get(invalid.id)!.payload).toBe(invalid.payload)
-      expect(byId.get(notJson.id)!.error).toMatch(/^payload: not valid JSON/)
-      expect(byId.get(rejected.id)!.error).toMatch(/rejected by the database/)
+      expect(byId.get(notJson.id)!.reason).toMatchObject({ _tag: "Invalid", message: expect.stringMatching(/^payload: not valid JSON/) })
+      expect(byId.get(rejected.id)!.reason._tag).toBe("Rejected")
       expect(byId.get(rejected.id)!.payload).toBe(rejected.payload)
     }))
 

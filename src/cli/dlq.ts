@@ -1,142 +1,45 @@
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { defaultTeardown } from "@effect/platform/Runtime"
-import { Clock, Config, Console, Data, Effect, Either, Exit, Redacted } from "effect"
-import { Redis } from "ioredis"
-import { parseArgs } from "node:util"
+import { CliConfig, Command, HelpDoc, Options } from "@effect/cli"
+import { Chunk, Clock, Console, Effect, Either, Option, Ref, Stream } from "effect"
+import { redisSettings } from "../config/Config.js"
 import * as DeadLetters from "../deadletter/DeadLetters.js"
+import { connectRedis, describe, Failure, footer, printable, progress, runMain, truncate, UsageError, version } from "./Cli.js"
 
-const usage = `Usage: npm run dlq -- <command> [options]
+// npm run dlq -- list | replay | purge: inspect and repair the dead-letter stream.
 
-Inspect and repair the dead-letter stream of the processor.
+const connect = Effect.gen(function*() {
+  const config = yield* redisSettings
+  const redis = yield* connectRedis(config.redisUrl, { reconnect: false })
+  return { redis, dlqKey: config.deadLetterStream, sourceKey: config.stream }
+})
 
-Commands:
-  list [--limit N]             Show the N oldest dead letters (default 20), oldest first,
-                               then the total count. Age is taken from the entry id.
-  replay --id ID [--id ID ...] Re-publish these entries' payloads to the source stream and
-  replay --all                 remove them from the dead-letter stream. --all covers the
-                               entries present when it starts. Entries with an empty payload
-                               are skipped and stay. Unknown ids are reported (exit 1).
-  purge --older-than DURATION  Remove dead letters older than DURATION: 30s, 15m, 12h, 7d, 1h30m.
+// ---- list ----
 
-Environment:
-  REDIS_URL         default redis://127.0.0.1:6379
-  REDIS_STREAM      source stream, default telemetry:t
-  REDIS_DLQ_STREAM  dead-letter stream, default telemetry:t:dlq
+const utf8 = new TextDecoder("utf-8", { fatal: true })
 
-Exit codes: 0 done, 1 failure or unknown ids, 2 bad usage.`
-
-class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
-
-type Command = Data.TaggedEnum<{
-  Help: {}
-  List: { readonly limit: number }
-  Replay: { readonly selection: DeadLetters.Selection }
-  Purge: { readonly olderThanMs: number; readonly text: string }
-}>
-const Command = Data.taggedEnum<Command>()
-
-type Options = NonNullable<Parameters<typeof parseArgs>[0]>["options"]
-
-const parseFlags = <O extends Options>(args: ReadonlyArray<string>, options: O) =>
-  Either.try({
-    try: () => parseArgs({ args: [...args], options: { ...options, help: { type: "boolean", short: "h" } }, strict: true }).values,
-    // node's messages name the flag in their first sentence and then go on about "--".
-    catch: (error) => new UsageError({ message: (error instanceof Error ? error.message : String(error)).split(". ")[0]! })
-  })
-
-const invalidId = (id: string) => new UsageError({ message: `--id: not a stream id '${id}' (expected <ms>-<seq>)` })
-
-const parseCommand = (argv: ReadonlyArray<string>): Either.Either<Command, UsageError> => {
-  const [name, ...rest] = argv
-  switch (name) {
-    case undefined:
-    case "help":
-    case "--help":
-    case "-h":
-      return Either.right(Command.Help())
-    case "list":
-      return Either.flatMap(parseFlags(rest, { limit: { type: "string" } }), (flags): Either.Either<Command, UsageError> => {
-        if (flags.help) return Either.right(Command.Help())
-        const text = flags.limit ?? "20"
-        const limit = Number(text)
-        return /^\d+$/.test(text) && Number.isSafeInteger(limit) && limit > 0
-          ? Either.right(Command.List({ limit }))
-          : Either.left(new UsageError({ message: `--limit: expected a positive integer, got '${text}'` }))
-      })
-    case "replay":
-      return Either.flatMap(
-        parseFlags(rest, { id: { type: "string", multiple: true }, all: { type: "boolean" } }),
-        (flags): Either.Either<Command, UsageError> => {
-          if (flags.help) return Either.right(Command.Help())
-          const ids = flags.id ?? []
-          if (flags.all && ids.length > 0) return Either.left(new UsageError({ message: "--id and --all exclude each other" }))
-          if (flags.all) return Either.right(Command.Replay({ selection: DeadLetters.Selection.All() }))
-          if (ids.length === 0) return Either.left(new UsageError({ message: "replay needs --id ID (repeatable) or --all" }))
-          const invalid = ids.find((id) => !DeadLetters.isStreamId(id))
-          if (invalid !== undefined) return Either.left(invalidId(invalid))
-          return Either.right(Command.Replay({ selection: DeadLetters.Selection.Ids({ ids }) }))
-        }
-      )
-    case "purge":
-      return Either.flatMap(parseFlags(rest, { "older-than": { type: "string" } }), (flags): Either.Either<Command, UsageError> => {
-        if (flags.help) return Either.right(Command.Help())
-        const text = flags["older-than"]
-        if (text === undefined) return Either.left(new UsageError({ message: "purge needs --older-than DURATION" }))
-        return Either.mapBoth(DeadLetters.parseDuration(text), {
-          onLeft: () => new UsageError({ message: `--older-than: invalid duration '${text}' (e.g. 30s, 15m, 12h, 7d)` }),
-          onRight: (olderThanMs) => Command.Purge({ olderThanMs, text })
-        })
-      })
-    default:
-      return Either.left(new UsageError({ message: `unknown command '${name}' (try --help)` }))
+/** A field value for JSON: its text when the bytes are UTF-8, otherwise {"base64": …} so nothing is lost. */
+const jsonValue = (value: Buffer): string | { readonly base64: string } => {
+  try {
+    return utf8.decode(value)
+  } catch {
+    return { base64: value.toString("base64") }
   }
 }
 
-const config = Config.all({
-  url: Config.redacted("REDIS_URL").pipe(Config.withDefault(Redacted.make("redis://127.0.0.1:6379"))),
-  sourceKey: Config.string("REDIS_STREAM").pipe(Config.withDefault("telemetry:t")),
-  dlqKey: Config.string("REDIS_DLQ_STREAM").pipe(Config.withDefault("telemetry:t:dlq"))
-})
+const toJson = (entry: DeadLetters.DeadLetter): string =>
+  JSON.stringify({
+    id: entry.id,
+    time: new Date(entry.timestamp).toISOString(),
+    fields: Object.fromEntries(entry.fields.map(([name, value]) => [name, jsonValue(value)]))
+  })
 
-class ConnectError extends Data.TaggedError("ConnectError")<{ readonly cause: unknown }> {}
+const text = (value: Buffer): string => printable(value.toString("utf8"))
 
-// A CLI should fail fast when Redis is away, not retry forever like the worker does.
-const connect = (url: Redacted.Redacted<string>) =>
-  Effect.acquireRelease(
-    Effect.suspend(() => {
-      const redis = new Redis(Redacted.value(url), {
-        lazyConnect: true,
-        connectTimeout: 5_000,
-        maxRetriesPerRequest: 1,
-        retryStrategy: () => null
-      })
-      // connect() only rejects with "Connection is closed."; the reason (ECONNREFUSED, auth) comes as an event.
-      let reason: unknown
-      redis.on("error", (error) => {
-        reason = error
-      })
-      return Effect.tryPromise({ try: () => redis.connect(), catch: (cause) => new ConnectError({ cause: reason ?? cause }) }).pipe(
-        Effect.as(redis),
-        Effect.onError(() => Effect.sync(() => redis.disconnect()))
-      )
-    }),
-    (redis) =>
-      Effect.tryPromise(() => redis.quit()).pipe(
-        Effect.timeout("2 seconds"),
-        Effect.ignore,
-        Effect.ensuring(Effect.sync(() => redis.disconnect()))
-      )
-  )
-
-// Error text and payloads go to a terminal: keep one entry on one line.
-const printable = (text: string): string =>
-  // eslint-disable-next-line no-control-regex
-  text.replace(/[\u0000-\u001f\u007f]/g, (c) =>
-    c === "\n" ? "\\n" : c === "\t" ? "\\t" : c === "\r" ? "\\r" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)
-
-const truncate = (text: string, max: number): string => {
-  const chars = Array.from(text)
-  return chars.length <= max ? text : `${chars.slice(0, max - 1).join("")}…`
+// The original entry's fields, as `name=value`, or the bare payload when that is all there is (the common case).
+const originalText = (entry: DeadLetters.DeadLetter): string => {
+  const fields = DeadLetters.originalFields(entry)
+  if (fields.length === 0) return "(no fields)"
+  if (fields.length === 1 && fields[0]![0] === "payload") return fields[0]![1].length === 0 ? "(empty)" : text(fields[0]![1])
+  return fields.map(([name, value]) => `${printable(name)}=${text(value)}`).join(" ")
 }
 
 const table = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
@@ -146,74 +49,195 @@ const table = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
     .join("\n")
 }
 
-const run = (command: Command) =>
-  Effect.gen(function*() {
-    if (command._tag === "Help") {
-      yield* Console.log(usage)
-      return 0
-    }
-    const { dlqKey, sourceKey, url } = yield* config
-    const redis = yield* connect(url)
-    switch (command._tag) {
-      case "List": {
-        const { entries, total } = yield* DeadLetters.list(redis, dlqKey, command.limit)
-        if (total === 0) {
-          yield* Console.log(`no dead letters in ${dlqKey}`)
-          return 0
-        }
-        const now = yield* Clock.currentTimeMillis
-        yield* Console.log(table([
-          ["ID", "AGE", "SOURCE_ID", "ERROR", "PAYLOAD"],
-          ...entries.map((entry) => [
-            entry.id,
-            DeadLetters.formatAge(now - entry.timestamp),
-            entry.sourceId,
-            truncate(printable(entry.error), 60),
-            entry.payload === "" ? "(empty)" : truncate(printable(entry.payload), 80)
-          ])
-        ]))
-        yield* Console.log(`${entries.length} shown of ${total} in ${dlqKey} (oldest first)`)
-        return 0
-      }
-      case "Replay": {
-        if (sourceKey === dlqKey) {
-          return yield* new UsageError({ message: "REDIS_STREAM and REDIS_DLQ_STREAM name the same key" })
-        }
-        const result = yield* DeadLetters.replay(redis, { dlqKey, sourceKey }, command.selection)
-        yield* Console.log(`replayed ${result.replayed} to ${sourceKey}`)
-        if (result.emptyPayload > 0) {
-          const more = result.emptyPayload > result.emptyPayloadIds.length ? ", …" : ""
-          yield* Console.log(
-            `skipped ${result.emptyPayload} with an empty payload, left in ${dlqKey}: ${result.emptyPayloadIds.join(", ")}${more}`
-          )
-        }
-        for (const id of result.notFound) yield* Console.error(`not found: ${id}`)
-        return result.notFound.length > 0 ? 1 : 0
-      }
-      case "Purge": {
-        const { removed } = yield* DeadLetters.purgeOlderThan(redis, dlqKey, command.olderThanMs)
-        yield* Console.log(`removed ${removed} older than ${command.text} from ${dlqKey}`)
-        return 0
-      }
-    }
-  }).pipe(Effect.scoped)
+const rows = (entries: ReadonlyArray<DeadLetters.DeadLetter>, now: number) =>
+  entries.map((entry) => [
+    entry.id,
+    DeadLetters.formatAge(now - entry.timestamp),
+    printable(DeadLetters.fieldText(entry, "reason") ?? "-"),
+    printable(DeadLetters.fieldText(entry, "source_id") ?? "-"),
+    truncate(printable(DeadLetters.fieldText(entry, "error") ?? ""), 60),
+    truncate(originalText(entry), 80)
+  ])
 
-const describe = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
+// One block per entry, every field in stream order, nothing cut; control characters stay escaped.
+const block = (entry: DeadLetters.DeadLetter, now: number): string => {
+  const width = Math.max(...entry.fields.map(([name]) => name.length), 0)
+  return [
+    `${entry.id}  (${DeadLetters.formatAge(now - entry.timestamp)} ago)`,
+    ...entry.fields.map(([name, value]) => `  ${printable(name).padEnd(width)}  ${text(value)}`)
+  ].join("\n")
+}
 
-const program = Effect.suspend(() => parseCommand(process.argv.slice(2))).pipe(
-  Effect.flatMap(run),
-  Effect.catchTags({
-    UsageError: (error) => Console.error(`dlq: ${error.message}`).pipe(Effect.as(2)),
-    InvalidStreamId: (error) => Console.error(`dlq: ${invalidId(error.id).message}`).pipe(Effect.as(2)),
-    ConfigError: (error) => Console.error(`dlq: configuration: ${error}`).pipe(Effect.as(1)),
-    ConnectError: (error) => Console.error(`dlq: cannot connect to Redis: ${describe(error.cause)}`).pipe(Effect.as(1)),
-    RedisCommandError: (error) => Console.error(`dlq: ${error.command} failed: ${describe(error.cause)}`).pipe(Effect.as(1)),
-    ReplayFailed: (error) =>
-      Console.error(`dlq: replay stopped after ${error.replayed} replayed: ${error.cause.command} failed: ${describe(error.cause.cause)}`)
-        .pipe(Effect.as(1))
-  })
+type Format = "table" | "full" | "json"
+
+const list = Command.make(
+  "list",
+  {
+    limit: Options.integer("limit").pipe(
+      Options.withPseudoName("N"),
+      Options.filterMap((n: number) => (n >= 0 ? Option.some(n) : Option.none()), "--limit must be 0 or more"),
+      Options.withDefault(20),
+      Options.withDescription("Show at most N entries (default 20); 0 shows all of them.")
+    ),
+    oldest: Options.boolean("oldest").pipe(Options.withDescription("Oldest first (queue order) instead of newest first.")),
+    json: Options.boolean("json").pipe(
+      Options.withDescription(
+        "One JSON object per line, every field untruncated: {\"id\",\"time\",\"fields\":{name: value}}; a value that " +
+          "is not UTF-8 comes as {\"base64\": …}. The count goes to stderr."
+      )
+    ),
+    full: Options.boolean("full").pipe(Options.withDescription("Every field of every entry in full, one block per entry."))
+  },
+  ({ full, json, limit, oldest }) =>
+    Effect.gen(function*() {
+      if (json && full) return yield* new UsageError({ message: "--json and --full exclude each other" })
+      const format: Format = json ? "json" : full ? "full" : "table"
+      const order: DeadLetters.Order = oldest ? "oldest" : "newest"
+      const { dlqKey, redis } = yield* connect
+      const total = yield* DeadLetters.count(redis, dlqKey)
+      const now = yield* Clock.currentTimeMillis
+      const shown = yield* Ref.make(0)
+      yield* DeadLetters.entries(redis, dlqKey, { order, limit: limit === 0 ? undefined : limit }).pipe(
+        Stream.runForEachChunk((chunk) =>
+          Effect.gen(function*() {
+            const entries = Chunk.toReadonlyArray(chunk)
+            if (entries.length === 0) return
+            const first = (yield* Ref.getAndUpdate(shown, (n) => n + entries.length)) === 0
+            // Pages of up to 500: a table's columns are as wide as its page needs.
+            yield* Console.log(
+              format === "json"
+                ? entries.map(toJson).join("\n")
+                : format === "full"
+                ? `${first ? "" : "\n"}${entries.map((entry) => block(entry, now)).join("\n\n")}`
+                : table([...(first ? [["ID", "AGE", "REASON", "SOURCE_ID", "ERROR", "FIELDS"]] : []), ...rows(entries, now)])
+            )
+          })
+        )
+      )
+      const count = yield* Ref.get(shown)
+      const line = total === 0
+        ? `no dead letters in ${dlqKey}`
+        : `${count} shown of ${total} in ${dlqKey} (${order} first)`
+      yield* format === "json" ? Console.error(line) : Console.log(format === "full" && count > 0 ? `\n${line}` : line)
+    }).pipe(Effect.scoped)
+).pipe(
+  Command.withDescription(
+    "Show dead letters, newest first: id, age (from the entry id), reason, source id, error and the original " +
+      "entry's fields. Cut to one line each unless --full or --json."
+  )
 )
 
-NodeRuntime.runMain(program, {
-  teardown: (exit, onExit) => (Exit.isSuccess(exit) && typeof exit.value === "number" ? onExit(exit.value) : defaultTeardown(exit, onExit))
+// ---- replay ----
+
+const replay = Command.make(
+  "replay",
+  {
+    ids: Options.text("id").pipe(
+      Options.withPseudoName("ID"),
+      Options.repeated,
+      Options.withDescription("A dead letter's id (<ms>-<seq>, as `list` shows it); repeat for several.")
+    ),
+    all: Options.boolean("all").pipe(Options.withDescription("Every dead letter present when the replay starts.")),
+    quiet: Options.boolean("quiet").pipe(Options.withAlias("q"), Options.withDescription("No progress line on stderr."))
+  },
+  ({ all, ids, quiet }) =>
+    Effect.gen(function*() {
+      if (all && ids.length > 0) return yield* new UsageError({ message: "--id and --all exclude each other" })
+      if (!all && ids.length === 0) return yield* new UsageError({ message: "replay needs --id ID (repeatable) or --all" })
+      const invalid = ids.find((id) => !DeadLetters.isStreamId(id))
+      if (invalid !== undefined) {
+        return yield* new UsageError({ message: `--id: not a stream id '${truncate(printable(invalid), 40)}' (expected <ms>-<seq>)` })
+      }
+      const { dlqKey, redis, sourceKey } = yield* connect
+      if (sourceKey === dlqKey) {
+        return yield* new Failure({ message: "REDIS_STREAM and REDIS_DLQ_STREAM name the same key" })
+      }
+      const counts = yield* Ref.make<DeadLetters.ReplayProgress>({ replayed: 0, notFound: 0, nothingToReplay: 0 })
+      const selection = all ? DeadLetters.Selection.All() : DeadLetters.Selection.Ids({ ids })
+      const result = yield* Effect.gen(function*() {
+        if (!quiet) {
+          yield* progress(Effect.map(Ref.get(counts), (c) => `dlq: replayed ${c.replayed} to ${sourceKey}`))
+        }
+        return yield* DeadLetters.replay(redis, { dlqKey, sourceKey }, selection, {
+          onProgress: (c) => Ref.set(counts, c)
+        })
+      }).pipe(Effect.scoped)
+      yield* Console.log(`replayed ${result.replayed} to ${sourceKey}`)
+      if (result.nothingToReplay > 0) {
+        const more = result.nothingToReplay > result.nothingToReplayIds.length ? ", …" : ""
+        yield* Console.log(
+          `skipped ${result.nothingToReplay} with nothing to re-publish (no original field with a value), left in ` +
+            `${dlqKey}: ${result.nothingToReplayIds.join(", ")}${more}`
+        )
+      }
+      for (const id of result.notFound) yield* Console.error(`not found: ${id}`)
+      if (result.notFound.length > 0) {
+        return yield* new Failure({ message: `${result.notFound.length} of the ids not found in ${dlqKey}` })
+      }
+    }).pipe(Effect.scoped)
+).pipe(
+  Command.withDescription(
+    "Re-publish entries to the source stream (REDIS_STREAM) with every original field (all but error, reason, " +
+      "source_id, consumer, failed_at) and remove them from the dead-letter stream, one atomic script per entry. " +
+      "Entries with no original field that has a value are skipped and stay. Unknown ids are reported (exit 1)."
+  )
+)
+
+// ---- purge ----
+
+const purge = Command.make(
+  "purge",
+  {
+    olderThan: Options.text("older-than").pipe(
+      Options.withPseudoName("DURATION"),
+      Options.filterMap(
+        (text: string) => Either.getRight(Either.map(DeadLetters.parseDuration(text), (ms) => ({ ms, text }))),
+        "--older-than must be a duration such as 30s, 15m, 12h, 7d or 1h30m"
+      ),
+      Options.withDescription("Remove dead letters older than this (by entry id): 30s, 15m, 12h, 7d, 1h30m.")
+    ),
+    dryRun: Options.boolean("dry-run").pipe(Options.withDescription("Count what would be removed; remove nothing."))
+  },
+  ({ dryRun, olderThan }) =>
+    Effect.gen(function*() {
+      const { dlqKey, redis } = yield* connect
+      const { removed } = yield* DeadLetters.purgeOlderThan(redis, dlqKey, olderThan.ms, { dryRun })
+      yield* Console.log(
+        dryRun
+          ? `would remove ${removed} older than ${olderThan.text} from ${dlqKey} (dry run, nothing removed)`
+          : `removed ${removed} older than ${olderThan.text} from ${dlqKey}`
+      )
+    }).pipe(Effect.scoped)
+).pipe(Command.withDescription("Remove dead letters older than a duration."))
+
+// ---- dlq ----
+
+// Help for the whole tool, as --help shows it, but on stderr: a bare `dlq` is a usage error (exit 2).
+const bare = (): Effect.Effect<void, UsageError, CliConfig.CliConfig> =>
+  Effect.gen(function*() {
+    yield* Console.error(HelpDoc.toAnsiText(Command.getHelp(dlq, yield* CliConfig.CliConfig)))
+    return yield* new UsageError({ message: "a command is required: list, replay or purge" })
+  })
+
+const dlq = Command.make("dlq", {}, bare).pipe(
+  Command.withDescription("Inspect and repair the dead-letter stream of the processor."),
+  Command.withSubcommands([list, replay, purge])
+)
+
+const cli = Command.run(dlq, {
+  name: "dlq",
+  version,
+  footer: footer([
+    "REDIS_URL (default redis://127.0.0.1:6379); REDIS_STREAM, the source stream replay writes to (default " +
+    "telemetry:t); REDIS_DLQ_STREAM, the dead-letter stream (default telemetry:t:dlq)."
+  ])
 })
+
+runMain("dlq", cli(process.argv), (error) =>
+  error._tag === "RedisCommandError"
+    ? Option.some(`${error.command} failed: ${describe(error.cause)}`)
+    : error._tag === "ReplayFailed"
+    ? Option.some(
+      `replay stopped after ${error.replayed} replayed: ${error.cause.command} failed: ${describe(error.cause.cause)}`
+    )
+    : Option.none())

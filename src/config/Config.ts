@@ -94,16 +94,23 @@ const name = (key: string, fallback: string) =>
 // Unique per host; instances sharing a host (not a container) must set REDIS_CONSUMER themselves.
 const defaultConsumer = hostname() || "processor"
 
+const redisUrl = Config.redacted("REDIS_URL").pipe(Config.withDefault(Redacted.make("redis://127.0.0.1:6379")))
+const redisStream = name("REDIS_STREAM", "telemetry:t")
+const deadLetterStream = name("REDIS_DLQ_STREAM", "telemetry:t:dlq")
+
+/** REDIS_URL, REDIS_STREAM and REDIS_DLQ_STREAM: the settings the command-line tools share with the worker. */
+export const redisSettings = Config.all({ redisUrl, stream: redisStream, deadLetterStream })
+
 export const settings: Config.Config<Settings> = Config.all({
-  redisUrl: Config.redacted("REDIS_URL").pipe(Config.withDefault(Redacted.make("redis://127.0.0.1:6379"))),
+  redisUrl,
   postgresUrl: Config.redacted("POSTGRES_URL").pipe(
     Config.withDefault(Redacted.make("postgres://postgres@127.0.0.1:5432/postgres"))
   ),
   pgPoolSize: positive("PG_POOL_SIZE", 4),
-  stream: name("REDIS_STREAM", "telemetry:t"),
+  stream: redisStream,
   group: name("REDIS_GROUP", "processor"),
   consumer: name("REDIS_CONSUMER", defaultConsumer),
-  deadLetterStream: name("REDIS_DLQ_STREAM", "telemetry:t:dlq"),
+  deadLetterStream,
   batchSize: positive("BATCH_SIZE", 5000),
   batchMaxWait: millis("BATCH_MAX_WAIT_MS", 0, 0),
   writeConcurrency: positive("WRITE_CONCURRENCY", 2),

@@ -1,4 +1,5 @@
 import { Context, type Effect, type Stream } from "effect"
+import type { Reason } from "../deadletter/Reason.js"
 import type { RedisError } from "./Redis.js"
 
 /** One stream entry as read from the group. */
@@ -8,15 +9,13 @@ export interface StreamEntry {
   readonly payload: string | undefined
 }
 
-/** An entry that will not be retried, and why. */
+/**
+ * An entry that will not be retried, and why. The dead-letter copy takes every field of the entry from the
+ * stream itself (in the same atomic step as its XACK), so records on their way need not carry their payload.
+ */
 export interface DeadLetter {
   readonly id: string
-  /**
-   * The entry's payload, when the caller holds it. Undefined: the dead-letter copy takes it from the stream
-   * entry itself, so records on their way to the database need not carry their payload.
-   */
-  readonly payload: string | undefined
-  readonly error: string
+  readonly reason: Reason
 }
 
 /**

@@ -1,6 +1,7 @@
 import { Chunk, Duration, Effect, Layer, Option, Stream } from "effect"
 import * as Backoff from "../Backoff.js"
 import { ProcessorConfig } from "../config/Config.js"
+import * as Reason from "../deadletter/Reason.js"
 import * as Metrics from "../observability/Metrics.js"
 import { Consumer, type DeadLetter, type StreamEntry } from "./Consumer.js"
 import { call, Redis, RedisError } from "./Redis.js"
@@ -27,28 +28,30 @@ const toEntries = (raw: ReadonlyArray<RawEntry>): Array<StreamEntry> => {
 }
 
 // Acknowledges each entry and copies it to the dead-letter stream only if that acknowledgement took it out
-// of the pending list: atomic, and an entry two consumers both gave up on is dead-lettered once. An empty
-// payload argument means "the entry's own": it is read from the stream (empty if the entry has none).
-// KEYS: source, dead letters. ARGV: group, consumer, failed_at, then (id, payload, error) triples.
+// of the pending list: atomic, and an entry two consumers both gave up on is dead-lettered once. The copy
+// holds every field of the source entry, read here from the stream, then the dead-letter fields. An entry
+// already gone from the pending list and the stream (reason "trimmed") is recorded by its id alone.
+// KEYS: source, dead letters. ARGV: group, consumer, failed_at, then (id, reason, error) triples.
 const DEAD_LETTER = `
 local copied = 0
 for i = 4, #ARGV, 3 do
-  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
-    local payload = ARGV[i + 1]
+  local reason = ARGV[i + 1]
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 or reason == 'trimmed' then
     local error = ARGV[i + 2]
-    if payload == '' then
-      local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
-      if #found == 1 then
-        local fields = found[1][2]
-        for f = 1, #fields, 2 do
-          if fields[f] == 'payload' then payload = fields[f + 1] end
-        end
-      else
-        error = error .. ' (the entry was trimmed from the stream: payload lost)'
-      end
+    local fields = {}
+    local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+    if #found == 1 then
+      fields = found[1][2]
+    else
+      fields = { 'payload', '' }
+      if reason ~= 'trimmed' then error = error .. ' (the entry was trimmed from the stream: payload lost)' end
     end
-    redis.call('XADD', KEYS[2], '*', 'payload', payload, 'error', error, 'source_id', ARGV[i],
-      'consumer', ARGV[2], 'failed_at', ARGV[3])
+    local args = { KEYS[2], '*' }
+    for f = 1, #fields do args[#args + 1] = fields[f] end
+    for _, v in ipairs({ 'error', error, 'reason', reason, 'source_id', ARGV[i], 'consumer', ARGV[2], 'failed_at', ARGV[3] }) do
+      args[#args + 1] = v
+    end
+    redis.call('XADD', unpack(args))
     copied = copied + 1
   end
 end
@@ -100,7 +103,7 @@ export const make = Effect.gen(function*() {
   const deadLetter = (letters: ReadonlyArray<DeadLetter>) => {
     if (letters.length === 0) return Effect.void
     const args: Array<string> = [consumer, new Date().toISOString()]
-    for (const l of letters) args.push(l.id, l.payload ?? "", l.error)
+    for (const l of letters) args.push(l.id, Reason.label(l.reason), Reason.render(l.reason))
     return call("dead-letter", () =>
       client.eval(DEAD_LETTER, 2, stream, config.deadLetterStream, group, ...args) as Promise<number>
     ).pipe(Effect.tap(() => Metrics.deadLettered(letters)))
@@ -136,7 +139,10 @@ export const make = Effect.gen(function*() {
       for (const entry of entries) {
         const deliveries = counts.get(entry.id) ?? 0
         if (deliveries > maxDeliveries) {
-          poison.push({ ...entry, error: `delivered ${deliveries} times without being written (MAX_DELIVERIES=${maxDeliveries})` })
+          poison.push({
+            id: entry.id,
+            reason: Reason.Reason.Poison({ failures: deliveries - 1, limit: maxDeliveries, lastError: "unknown (counted by deliveries)" })
+          })
         } else keep.push(entry)
       }
       if (poison.length > 0) {

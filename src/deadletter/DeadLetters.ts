@@ -1,4 +1,4 @@
-import { Clock, Data, Effect, Either } from "effect"
+import { Chunk, Clock, Data, Effect, Either, Option, Stream } from "effect"
 import type { Redis } from "ioredis"
 
 export class RedisCommandError extends Data.TaggedError("RedisCommandError")<{
@@ -19,15 +19,39 @@ export class InvalidDuration extends Data.TaggedError("InvalidDuration")<{
   readonly text: string
 }> {}
 
+/**
+ * Fields the worker adds when it dead-letters an entry (human `error`, machine `reason`, the entry's `source_id`,
+ * the `consumer` and `failed_at`). Every other field is the original entry's: replay re-publishes those.
+ */
+export const bookkeepingFields: ReadonlyArray<string> = ["error", "reason", "source_id", "consumer", "failed_at"]
+
 export interface DeadLetter {
   readonly id: string
   /** Milliseconds part of the entry id: when the entry was dead-lettered. */
   readonly timestamp: number
-  readonly payload: string
-  readonly error: string
-  readonly sourceId: string
-  readonly consumer: string
-  readonly failedAt: string
+  /** Every field of the entry in stream order, values as bytes (a payload need not be UTF-8). */
+  readonly fields: ReadonlyArray<readonly [name: string, value: Buffer]>
+}
+
+/** The first value of field `name` as UTF-8 text; undefined when the entry has no such field. */
+export const fieldText = (entry: DeadLetter, name: string): string | undefined =>
+  entry.fields.find(([field]) => field === name)?.[1].toString("utf8")
+
+const bookkeeping = new Set(bookkeepingFields)
+
+/** The fields replay re-publishes: all but the bookkeeping ones, in stream order. */
+export const originalFields = (entry: DeadLetter): ReadonlyArray<readonly [string, Buffer]> =>
+  entry.fields.filter(([name]) => !bookkeeping.has(name))
+
+export type Order = "newest" | "oldest"
+
+export interface ListOptions {
+  /** newest: from the latest entry backwards (what an operator looks at first); oldest: queue order. */
+  readonly order: Order
+  /** At most this many entries; undefined: all of them. */
+  readonly limit?: number | undefined
+  /** Entries per XRANGE/XREVRANGE call. */
+  readonly pageSize?: number | undefined
 }
 
 export interface Listing {
@@ -41,17 +65,25 @@ export type Selection = Data.TaggedEnum<{
 }>
 export const Selection = Data.taggedEnum<Selection>()
 
+export interface ReplayProgress {
+  readonly replayed: number
+  readonly notFound: number
+  readonly nothingToReplay: number
+}
+
 export interface ReplayResult {
   readonly replayed: number
   readonly notFound: ReadonlyArray<string>
-  /** Entries left in the DLQ because there is nothing to re-publish. */
-  readonly emptyPayload: number
+  /** Entries left in the DLQ because no original field has a value to re-publish. */
+  readonly nothingToReplay: number
   /** The first few of them, for the operator to look at. */
-  readonly emptyPayloadIds: ReadonlyArray<string>
+  readonly nothingToReplayIds: ReadonlyArray<string>
 }
 
 export interface PurgeResult {
+  /** Entries removed, or for a dry run the entries that would be. */
   readonly removed: number
+  /** Epoch milliseconds: entries whose id time is before this go. */
   readonly cutoff: number
 }
 
@@ -61,7 +93,7 @@ export interface Keys {
 }
 
 const defaultPageSize = 500
-const emptyPayloadSampleSize = 20
+const nothingToReplaySampleSize = 20
 
 const command = <A>(name: string, run: () => Promise<A>) =>
   Effect.tryPromise({ try: run, catch: (cause) => new RedisCommandError({ command: name, cause }) })
@@ -77,58 +109,78 @@ const exec = (name: string, batch: ReturnType<Redis["pipeline"]>) =>
     )
   )
 
-const field = (fields: ReadonlyArray<string>, name: string): string => {
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    if (fields[i] === name) return fields[i + 1]!
-  }
-  return ""
-}
-
 const timestampOf = (id: string): number => Number(id.slice(0, id.indexOf("-")))
 
-const toDeadLetter = ([id, fields]: [string, Array<string>]): DeadLetter => ({
-  id,
-  timestamp: timestampOf(id),
-  payload: field(fields, "payload"),
-  error: field(fields, "error"),
-  sourceId: field(fields, "source_id"),
-  consumer: field(fields, "consumer"),
-  failedAt: field(fields, "failed_at")
-})
+const toDeadLetter = ([rawId, raw]: [Buffer, Array<Buffer>]): DeadLetter => {
+  const id = rawId.toString("latin1")
+  const fields: Array<readonly [string, Buffer]> = []
+  for (let i = 0; i + 1 < raw.length; i += 2) fields.push([raw[i]!.toString("utf8"), raw[i + 1]!])
+  return { id, timestamp: timestampOf(id), fields }
+}
 
-// Fails on the first command error in a MULTI or pipeline reply.
-const results = (name: string, replies: Replies) =>
-  Effect.forEach(replies, ([error, result]) =>
-    error ? Effect.fail(new RedisCommandError({ command: name, cause: error })) : Effect.succeed(result))
+/** XLEN of the dead-letter stream (0 when it does not exist). */
+export const count = (redis: Redis, dlqKey: string) => command("XLEN", () => redis.xlen(dlqKey))
 
-/** Oldest first: the DLQ is a queue, and the oldest entries are the next to be purged. */
-export const list = Effect.fn("DeadLetters.list")(function*(redis: Redis, dlqKey: string, limit: number) {
-  // MULTI so the page and the count describe the same moment.
-  const replies = yield* exec("XRANGE/XLEN", redis.multi().xrange(dlqKey, "-", "+", "COUNT", limit).xlen(dlqKey))
-  const [range, total] = yield* results("XRANGE/XLEN", replies)
-  return {
-    entries: (range as Array<[string, Array<string>]>).map(toDeadLetter),
-    total: total as number
-  } satisfies Listing
+/**
+ * The entries in `order`, up to `limit`, read a page at a time, so listing a large DLQ (or all of it) never
+ * holds it in memory. Entries added or removed meanwhile may or may not show, as with any cursor.
+ */
+export const entries = (redis: Redis, dlqKey: string, options: ListOptions): Stream.Stream<DeadLetter, RedisCommandError> => {
+  const pageSize = Math.max(1, options.pageSize ?? defaultPageSize)
+  const newest = options.order === "newest"
+  const name = newest ? "XREVRANGE" : "XRANGE"
+  return Stream.paginateChunkEffect(
+    { cursor: newest ? "+" : "-", remaining: options.limit ?? Number.POSITIVE_INFINITY },
+    ({ cursor, remaining }) =>
+      Effect.gen(function*() {
+        if (remaining <= 0) return [Chunk.empty<DeadLetter>(), Option.none()] as const
+        const count = Math.min(pageSize, remaining)
+        const page = yield* command(name, () =>
+          newest
+            ? redis.xrevrangeBuffer(dlqKey, cursor, "-", "COUNT", count)
+            : redis.xrangeBuffer(dlqKey, cursor, "+", "COUNT", count))
+        const chunk = Chunk.fromIterable(page.map(toDeadLetter))
+        const last = page.length === count ? Chunk.last(chunk) : Option.none()
+        // Exclusive bounds ("(id") continue after the last entry of the page.
+        return [
+          chunk,
+          Option.map(last, (entry) => ({ cursor: `(${entry.id}`, remaining: remaining - page.length }))
+        ] as const
+      })
+  )
+}
+
+/** The first `limit` entries in `order`, collected, and the stream's length (read just before). */
+export const list = Effect.fn("DeadLetters.list")(function*(redis: Redis, dlqKey: string, options: ListOptions) {
+  const total = yield* count(redis, dlqKey)
+  const page = yield* Stream.runCollect(entries(redis, dlqKey, options))
+  return { entries: Chunk.toReadonlyArray(page), total } satisfies Listing
 })
 
 // The XADD and the XDEL run in one script: the entry leaves the DLQ only if the XADD succeeded
 // (an error in redis.call aborts the script), there is no window in which it sits in both streams,
 // and two operators replaying at once cannot both re-publish it (the second finds it gone).
-// Lua strings are byte strings, so binary payloads come back unchanged.
+// Lua strings are byte strings, so binary values come back unchanged. ARGV[1] is the id, the rest
+// name the bookkeeping fields, which stay behind. Returns -1 when no original field has a value.
 const moveScript = `
 local entry = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #entry == 0 then return 0 end
+local skip = {}
+for i = 2, #ARGV do skip[ARGV[i]] = true end
 local fields = entry[1][2]
+local out = {}
+local any = false
 for i = 1, #fields - 1, 2 do
-  if fields[i] == 'payload' then
-    if fields[i + 1] == '' then return -1 end
-    redis.call('XADD', KEYS[2], '*', 'payload', fields[i + 1])
-    redis.call('XDEL', KEYS[1], ARGV[1])
-    return 1
+  if not skip[fields[i]] then
+    out[#out + 1] = fields[i]
+    out[#out + 1] = fields[i + 1]
+    if fields[i + 1] ~= '' then any = true end
   end
 end
-return -1
+if not any then return -1 end
+redis.call('XADD', KEYS[2], '*', unpack(out))
+redis.call('XDEL', KEYS[1], ARGV[1])
+return 1
 `
 const Moved = 1
 const NotFound = 0
@@ -143,15 +195,19 @@ export const isStreamId = (text: string): boolean => {
 }
 
 /**
- * Moves entries back to the source stream. Works a page at a time: `All` walks the DLQ with XRANGE
- * up to the newest id present when it started, so entries that fail again and come back to the
- * DLQ during the run are not replayed in a loop.
+ * Moves entries back to the source stream with every original field (see bookkeepingFields), a page at a time;
+ * `onProgress` sees the running counts after each page. `All` walks the DLQ with XRANGE up to the newest id present
+ * when it started, so entries that fail again and come back to the DLQ during the run are not replayed in a loop.
+ * Fails with InvalidStreamId before anything moves, or ReplayFailed (with the count already moved) on a Redis error.
  */
 export const replay = Effect.fn("DeadLetters.replay")(function*(
   redis: Redis,
   keys: Keys,
   selection: Selection,
-  options?: { readonly pageSize?: number }
+  options?: {
+    readonly pageSize?: number
+    readonly onProgress?: (progress: ReplayProgress) => Effect.Effect<void>
+  }
 ) {
   const pageSize = options?.pageSize ?? defaultPageSize
   if (selection._tag === "Ids") {
@@ -160,14 +216,14 @@ export const replay = Effect.fn("DeadLetters.replay")(function*(
   }
 
   let replayed = 0
-  let emptyPayload = 0
-  const emptyPayloadIds: Array<string> = []
+  let nothingToReplay = 0
+  const nothingToReplayIds: Array<string> = []
   const notFound: Array<string> = []
 
   const movePage = (sha: string, ids: ReadonlyArray<string>) =>
     Effect.gen(function*() {
       const batch = redis.pipeline()
-      for (const id of ids) batch.evalsha(sha, 2, keys.dlqKey, keys.sourceKey, id)
+      for (const id of ids) batch.evalsha(sha, 2, keys.dlqKey, keys.sourceKey, id, ...bookkeepingFields)
       const replies = yield* exec("EVALSHA move", batch)
       let failure: Error | undefined
       replies.forEach(([error, outcome], i) => {
@@ -176,11 +232,12 @@ export const replay = Effect.fn("DeadLetters.replay")(function*(
         else if (outcome === Moved) replayed++
         else if (outcome === NotFound) notFound.push(id)
         else {
-          emptyPayload++
-          if (emptyPayloadIds.length < emptyPayloadSampleSize) emptyPayloadIds.push(id)
+          nothingToReplay++
+          if (nothingToReplayIds.length < nothingToReplaySampleSize) nothingToReplayIds.push(id)
         }
       })
       if (failure) return yield* new RedisCommandError({ command: "EVALSHA move", cause: failure })
+      if (options?.onProgress) yield* options.onProgress({ replayed, notFound: notFound.length, nothingToReplay })
     })
 
   yield* Effect.gen(function*() {
@@ -202,22 +259,39 @@ export const replay = Effect.fn("DeadLetters.replay")(function*(
       const ids = page.map(([id]) => id)
       yield* movePage(sha, ids)
       if (page.length < pageSize) return
-      // Exclusive start: entries skipped for an empty payload stay behind the cursor.
+      // Exclusive start: entries skipped for having nothing to replay stay behind the cursor.
       start = `(${ids[ids.length - 1]}`
     }
   }).pipe(Effect.mapError((cause) => new ReplayFailed({ replayed, cause })))
 
-  return { replayed, notFound, emptyPayload, emptyPayloadIds } satisfies ReplayResult
+  return { replayed, notFound, nothingToReplay, nothingToReplayIds } satisfies ReplayResult
 })
 
-/** Removes the entries whose id time is before now - olderThanMs. */
+/**
+ * Removes the entries whose id time is before now - olderThanMs; with `dryRun`, counts them (a page of ids at a time)
+ * and removes nothing.
+ */
 export const purgeOlderThan = Effect.fn("DeadLetters.purgeOlderThan")(function*(
   redis: Redis,
   dlqKey: string,
-  olderThanMs: number
+  olderThanMs: number,
+  options?: { readonly dryRun?: boolean; readonly pageSize?: number }
 ) {
   const now = yield* Clock.currentTimeMillis
   const cutoff = Math.max(0, now - olderThanMs)
+  if (options?.dryRun) {
+    // Exclusive end "(cutoff-0": the ids XTRIM MINID cutoff would remove. Nothing precedes 0-0.
+    if (cutoff === 0) return { removed: 0, cutoff } satisfies PurgeResult
+    const pageSize = Math.max(1, options.pageSize ?? defaultPageSize)
+    let removed = 0
+    let start = "-"
+    while (true) {
+      const page = yield* command("XRANGE", () => redis.xrange(dlqKey, start, `(${cutoff}-0`, "COUNT", pageSize))
+      removed += page.length
+      if (page.length < pageSize) return { removed, cutoff } satisfies PurgeResult
+      start = `(${page[page.length - 1]![0]}`
+    }
+  }
   // Exact MINID (no "~"), so nothing younger than the cutoff goes and nothing older stays.
   const removed = yield* command("XTRIM", () => redis.xtrim(dlqKey, "MINID", "=", cutoff))
   return { removed, cutoff } satisfies PurgeResult

@@ -11,12 +11,13 @@ import { ProcessorConfig } from "../config/Config.js"
 import { Health } from "../observability/Health.js"
 import { Prometheus } from "../observability/Telemetry.js"
 import { type Device, DeviceState, type LastPosition } from "../state/DeviceState.js"
+import { LatestPositions } from "../state/LatestPositions.js"
 
 // The operations endpoints, on one port (HTTP_PORT):
 //   GET /metrics       Prometheus exposition               open
 //   GET /healthz       200 while the worker runs           open
 //   GET /readyz        200 when Redis, PostgreSQL and the consumer are all fine, else 503 naming what is not
-//   GET /devices/:id   a device's in-memory state          only with HTTP_AUTH_TOKEN, as a bearer token
+//   GET /devices/:id   a device's state: in memory, else its newest stored row   only with HTTP_AUTH_TOKEN, as a bearer token
 // The open endpoints say nothing about devices or positions.
 
 export class HttpListenError extends Data.TaggedError("HttpListenError")<{ readonly port: number; readonly cause: unknown }> {
@@ -43,10 +44,15 @@ export const bearerMatches = (header: string | undefined, token: Redacted.Redact
 const lastPositionJson = ({ attributesJson, device_id: _, timestamp, ...fields }: LastPosition): string =>
   JSON.stringify({ timestamp: timestamp.toISOString(), ...fields }).slice(0, -1) + `,"attributes":${attributesJson}}`
 
-export const deviceJson = (deviceId: string, device: Device): string =>
-  `{"device_id":${JSON.stringify(deviceId)},` +
+/**
+ * A device as the endpoint answers it. `source` says who answered: "memory" (this process has seen the device
+ * since it started, or hydrated it) or "table" (not in memory: its newest row in positions; then
+ * last_seen_at is null and position_count_session 0).
+ */
+export const deviceJson = (deviceId: string, device: Device, source: "memory" | "table" = "memory"): string =>
+  `{"device_id":${JSON.stringify(deviceId)},"source":"${source}",` +
   `"last_position":${device.last_position === undefined ? "null" : lastPositionJson(device.last_position)},` +
-  `"last_seen_at":${JSON.stringify(device.last_seen_at.toISOString())},` +
+  `"last_seen_at":${source === "table" ? "null" : JSON.stringify(device.last_seen_at.toISOString())},` +
   `"position_count_session":${device.position_count_session}}`
 
 const notFound = HttpServerResponse.unsafeJson({ error: "not found" }, { status: 404 })
@@ -60,12 +66,35 @@ export const router = Effect.gen(function*() {
   const prometheus = yield* Prometheus
   const health = yield* Health
   const state = yield* DeviceState
+  const { latest } = yield* LatestPositions
 
   const metrics = Effect.map(prometheus.scrape, (body) =>
     HttpServerResponse.text(body, { contentType: "text/plain; version=0.0.4; charset=utf-8" }))
 
   const readyz = Effect.map(health.readiness, (readiness) =>
     HttpServerResponse.unsafeJson(readiness, { status: readiness.ready ? 200 : 503 }))
+
+  const json = (body: string) =>
+    HttpServerResponse.text(body, { contentType: "application/json", headers: { "cache-control": "no-store" } })
+
+  // A device not in memory (never seen by this process, or evicted) is answered from its newest stored row.
+  const fromTable = (id: string) =>
+    latest([id]).pipe(
+      Effect.map((rows) => rows.get(id)),
+      Effect.map((row) =>
+        row === undefined
+          ? notFound
+          : json(deviceJson(id, { last_position: row, last_seen_at: row.timestamp, position_count_session: 0 }, "table"))
+      ),
+      Effect.catchAll((error) =>
+        Effect.as(
+          Effect.logWarning(`/devices: stored row not readable: ${error.message}`),
+          HttpServerResponse.unsafeJson({ error: "device state unavailable" }, { status: 503 })
+        )
+      )
+    )
+
+  if (Option.isNone(config.httpAuthToken)) yield* Effect.logInfo("GET /devices/:id is off: HTTP_AUTH_TOKEN is not set")
 
   // Without a configured token the endpoint does not exist: 404 for every device, whatever is sent.
   const device = Option.match(config.httpAuthToken, {
@@ -76,13 +105,9 @@ export const router = Effect.gen(function*() {
         if (!bearerMatches(request.headers["authorization"], token)) return unauthorized
         const { id } = yield* HttpRouter.params
         if (id === undefined) return notFound
-        return Option.match(yield* state.get(id), {
-          onNone: () => notFound,
-          onSome: (d) =>
-            HttpServerResponse.text(deviceJson(id, d), {
-              contentType: "application/json",
-              headers: { "cache-control": "no-store" }
-            })
+        return yield* Option.match(yield* state.get(id), {
+          onNone: () => fromTable(id),
+          onSome: (d) => Effect.succeed(json(deviceJson(id, d)))
         })
       })
   })

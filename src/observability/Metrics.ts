@@ -1,5 +1,6 @@
 import { Effect, Metric, MetricBoundaries } from "effect"
 import type { DeadLetter } from "../consumer/Consumer.js"
+import * as Reason from "../deadletter/Reason.js"
 
 // Every metric of the processor, as module constants. Counters are incremental so the exporter
 // publishes them as Prometheus counters, not gauges. Tags have low cardinality: never a device id.
@@ -17,14 +18,12 @@ export const duplicate = Metric.tagged(records, "outcome", "duplicate")
 export const failed = Metric.tagged(records, "outcome", "failed")
 
 const deadLetters = counter("processor_dead_letters", "Entries copied to the dead-letter stream, by reason")
-export const deadLetterReason = (error: string): "invalid" | "rejected" | "max_deliveries" =>
-  error.startsWith("delivered ") ? "max_deliveries" : error.startsWith("rejected by the database") ? "rejected" : "invalid"
 
 export const deadLettered = (letters: ReadonlyArray<DeadLetter>) =>
   Effect.suspend(() => {
     const byReason = new Map<string, number>()
     for (const l of letters) {
-      const reason = deadLetterReason(l.error)
+      const reason = Reason.label(l.reason)
       byReason.set(reason, (byReason.get(reason) ?? 0) + 1)
     }
     return Effect.forEach(byReason, ([reason, n]) => Metric.incrementBy(Metric.tagged(deadLetters, "reason", reason), n), {
@@ -74,10 +73,24 @@ export const retry = (cause: "postgres" | "redis") => Metric.increment(Metric.ta
 // that springs up later.
 const counterSeries = [
   consumed, inserted, duplicate, failed, reclaimedTotal, lateRecords, deviceStateEvictions,
-  ...(["invalid", "rejected", "max_deliveries"] as const).map((reason) => Metric.tagged(deadLetters, "reason", reason)),
+  ...Reason.LABELS.map((reason) => Metric.tagged(deadLetters, "reason", reason)),
   ...(["postgres", "redis"] as const).map((cause) => Metric.tagged(retries, "cause", cause))
 ]
 export const initialize = Effect.all([
   ...counterSeries.map((metric) => Metric.value(metric)),
   ...[batchSize, writeDuration, lag].map((metric) => Metric.value(metric))
 ], { discard: true })
+
+const counterValue = (metric: Metric.Metric.Counter<number>) => Effect.map(Metric.value(metric), (state) => state.count)
+
+/** Running totals for the periodic log line: records read, inserted, dead-lettered (every reason). */
+export const totals = Effect.all({
+  consumed: counterValue(consumed),
+  inserted: counterValue(inserted),
+  deadLettered: Effect.map(
+    Effect.forEach(Reason.LABELS, (reason) => counterValue(Metric.tagged(deadLetters, "reason", reason))),
+    (counts) => counts.reduce((a, b) => a + b, 0)
+  ),
+  groupLag: Effect.map(Metric.value(groupLag), (state) => state.value),
+  groupPending: Effect.map(Metric.value(groupPending), (state) => state.value)
+})

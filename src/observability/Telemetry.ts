@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs"
+import { performance } from "node:perf_hooks"
 import * as OtelMetrics from "@effect/opentelemetry/Metrics"
 import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
@@ -6,22 +7,70 @@ import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
 import type { MetricProducer } from "@opentelemetry/sdk-metrics"
 import { BatchSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { Context, Duration, Effect, Layer, Option } from "effect"
+import { collectDefaultMetrics, Gauge, Registry } from "prom-client"
 import { ProcessorConfig } from "../config/Config.js"
 import * as Metrics from "./Metrics.js"
+
+/**
+ * The Node process's own metrics, on a prom-client registry apart from its global one: prom-client's defaults
+ * (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `nodejs_heap_size_used_bytes`,
+ * `nodejs_gc_duration_seconds{kind}`, `nodejs_eventloop_lag_p99_seconds` and the rest) plus
+ * `nodejs_eventloop_utilization_ratio`, which prom-client lacks.
+ *
+ * One registry per process, made on first use: the defaults start a GC observer and an event-loop delay
+ * monitor that prom-client gives no way to stop, and these figures describe the process, not a layer.
+ */
+export const processRegistry: () => Registry = (() => {
+  let registry: Registry | undefined
+  return () => {
+    if (registry !== undefined) return registry
+    const made = new Registry()
+    collectDefaultMetrics({ register: made })
+    // Gauges named like counters break Prometheus' naming rule (and rate() over them is wrong); the
+    // per-type series they sum (nodejs_active_handles{type} and the like) stay.
+    for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
+      made.removeSingleMetric(name)
+    }
+    // Node's event-loop utilization (active time ÷ elapsed time, 0..1), the name OpenTelemetry's
+    // `nodejs.eventloop.utilization` takes in Prometheus. Measured over the time since the previous scrape.
+    let previous = performance.eventLoopUtilization()
+    new Gauge({
+      name: "nodejs_eventloop_utilization_ratio",
+      help: "Share of the time since the previous scrape that the event loop was busy (0..1).",
+      registers: [made],
+      collect() {
+        const now = performance.eventLoopUtilization()
+        const { utilization } = performance.eventLoopUtilization(now, previous)
+        previous = now
+        // Two scrapes within the same tick measure nothing (0 ÷ 0): keep the last value.
+        if (Number.isFinite(utilization)) this.set(utilization)
+      }
+    })
+    return (registry = made)
+  }
+})()
 
 /** The Prometheus side of the metrics: a pull reader whose output the worker's own HTTP server serves. */
 export class Prometheus extends Context.Tag("processor/Prometheus")<Prometheus, {
   readonly reader: PrometheusExporter
-  /** The current exposition (Prometheus text format 0.0.4). */
+  /**
+   * The current exposition (Prometheus text format 0.0.4): the processor's metrics through OpenTelemetry,
+   * then the process's (see `processRegistry`). The two share no metric name (`processor_` against
+   * `process_` and `nodejs_`).
+   */
   readonly scrape: Effect.Effect<string>
 }>() {
   static readonly make = Effect.sync(() => {
     // No server of its own (one port: ours), and no sample timestamps: Prometheus stamps the scrape itself.
     const reader = new PrometheusExporter({ preventServerStart: true, appendTimestamp: false })
     const serializer = new PrometheusSerializer(undefined, false)
-    const scrape = Effect.promise(() => reader.collect()).pipe(
-      Effect.map(({ resourceMetrics }) => serializer.serialize(resourceMetrics))
-    )
+    const registry = processRegistry()
+    const scrape = Effect.all([
+      Effect.promise(() => reader.collect()).pipe(
+        Effect.map(({ resourceMetrics }) => serializer.serialize(resourceMetrics))
+      ),
+      Effect.promise(() => registry.metrics())
+    ]).pipe(Effect.map(([ours, process]) => ours === "" || ours.endsWith("\n") ? ours + process : `${ours}\n${process}`))
     return Prometheus.of({ reader, scrape })
   })
 

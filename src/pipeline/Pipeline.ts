@@ -1,10 +1,11 @@
 import { Chunk, Clock, Duration, Effect, Metric, Sink, Stream } from "effect"
 import { ProcessorConfig } from "../config/Config.js"
 import { Consumer, type DeadLetter, type StreamEntry } from "../consumer/Consumer.js"
+import { Reason, render } from "../deadletter/Reason.js"
 import * as Metrics from "../observability/Metrics.js"
 import { decodePayload } from "../position/decode.js"
-import { DeviceState } from "../state/DeviceState.js"
-import { type CopyRow, RowEncoder } from "../writer/copyBinary.js"
+import { DeviceState, type PositionKey } from "../state/DeviceState.js"
+import { type CopyRow, readKey, RowEncoder } from "../writer/copyBinary.js"
 import { Writer } from "../writer/Writer.js"
 import { type Accepted, DomainStage } from "./DomainStage.js"
 
@@ -15,6 +16,11 @@ import { type Accepted, DomainStage } from "./DomainStage.js"
 interface Queued {
   readonly id: string
   readonly row: CopyRow
+}
+
+const toPositionKey = (row: CopyRow): PositionKey => {
+  const { deviceId, ms } = readKey(row)
+  return { deviceId, ms }
 }
 
 /** Milliseconds in a stream entry id ("<ms>-<seq>"): when Redis accepted the entry. */
@@ -54,10 +60,10 @@ export const run = Effect.gen(function*() {
         const decoded = decodePayload(entry.payload)
         if (decoded._tag === "Right") {
           accepted.push({ id: entry.id, position: decoded.right.position, attributesJson: decoded.right.attributesJson })
-        } else invalid.push({ id: entry.id, payload: entry.payload, error: decoded.left })
+        } else invalid.push({ id: entry.id, reason: Reason.Invalid({ message: decoded.left }) })
       }
       if (invalid.length > 0) {
-        yield* Effect.logWarning(`${invalid.length} invalid entries dead-lettered; first: ${invalid[0]!.id}: ${invalid[0]!.error}`)
+        yield* Effect.logWarning(`${invalid.length} invalid entries dead-lettered; first: ${invalid[0]!.id}: ${render(invalid[0]!.reason)}`)
         yield* deadLetter(invalid)
       }
       if (accepted.length === 0) return Chunk.empty<Queued>()
@@ -80,6 +86,8 @@ export const run = Effect.gen(function*() {
       const committed = yield* Clock.currentTimeMillis
       const ackIds: Array<string> = []
       const rejected: Array<DeadLetter> = []
+      // Records not stored as sent: a device whose newest position is one of them takes its stored row.
+      const notStored: Array<PositionKey> = []
       let inserted = 0
       let failed = 0
       for (let i = 0; i < records.length; i++) {
@@ -97,8 +105,8 @@ export const run = Effect.gen(function*() {
           case "Failed":
             failed++
             if (outcome.permanent) {
-              // The payload is taken from the stream entry by the dead-letter copy.
-              rejected.push({ id: record.id, payload: undefined, error: outcome.reason })
+              rejected.push({ id: record.id, reason: Reason.Rejected({ message: outcome.reason }) })
+              notStored.push(toPositionKey(record.row))
             }
         }
       }
@@ -107,9 +115,10 @@ export const run = Effect.gen(function*() {
         Effect.catchAll((error) => Effect.logWarning(`acknowledging ${ackIds.length} entries failed: ${error.message}`))
       )
       if (rejected.length > 0) {
-        yield* Effect.logWarning(`${rejected.length} records rejected by the database dead-lettered; first: ${rejected[0]!.id}: ${rejected[0]!.error}`)
+        yield* Effect.logWarning(`${rejected.length} records rejected by the database dead-lettered; first: ${rejected[0]!.id}: ${render(rejected[0]!.reason)}`)
         yield* deadLetter(rejected)
       }
+      if (notStored.length > 0) yield* state.reconcile(notStored)
       const duplicates = ackIds.length - inserted
       yield* Metric.incrementBy(Metrics.inserted, inserted)
       yield* Metric.incrementBy(Metrics.duplicate, duplicates)

@@ -3,6 +3,8 @@ import type { Redis } from "ioredis"
 
 export class PublishError extends Data.TaggedError("PublishError")<{
   readonly stream: string
+  /** Entries Redis confirmed before the failure (earlier batches and the failed batch's successful XADDs). */
+  readonly published: number
   readonly cause: unknown
 }> {
   override get message(): string {
@@ -11,7 +13,10 @@ export class PublishError extends Data.TaggedError("PublishError")<{
   }
 }
 
-// One pipeline per batch, awaited before the next: entry ids follow the order of `payloads`.
+/**
+ * XADDs each payload as an entry with one field `payload`, one pipeline per `batchSize` awaited before the next, so
+ * entry ids follow the order of `payloads`. Succeeds with the number published; fails with PublishError.
+ */
 export const publish = Effect.fn("Publish.publish")(function*(
   redis: Redis,
   stream: string,
@@ -19,16 +24,19 @@ export const publish = Effect.fn("Publish.publish")(function*(
   batchSize: number = 1000
 ) {
   const size = Math.max(1, Math.floor(batchSize))
+  let published = 0
   for (let start = 0; start < payloads.length; start += size) {
     const pipeline = redis.pipeline()
     for (const payload of payloads.slice(start, start + size)) pipeline.xadd(stream, "*", "payload", payload)
     const results = yield* Effect.tryPromise({
       try: () => pipeline.exec(),
-      catch: (cause) => new PublishError({ stream, cause })
+      catch: (cause) => new PublishError({ stream, published, cause })
     })
     // exec() resolves even when single commands fail; their errors sit in the results.
-    const failed = results === null ? new Error("pipeline discarded") : results.find(([error]) => error !== null)?.[0]
-    if (failed) return yield* new PublishError({ stream, cause: failed })
+    if (results === null) return yield* new PublishError({ stream, published, cause: new Error("pipeline discarded") })
+    const failed = results.find(([error]) => error !== null)?.[0]
+    published += results.filter(([error]) => error === null).length
+    if (failed) return yield* new PublishError({ stream, published, cause: failed })
   }
-  return payloads.length
+  return published
 })

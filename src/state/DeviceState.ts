@@ -1,9 +1,9 @@
-import { Context, Effect, Layer, Metric, Option } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Metric, Option } from "effect"
+import { LRUCache } from "lru-cache"
 import { ProcessorConfig } from "../config/Config.js"
 import * as Metrics from "../observability/Metrics.js"
 import type { Position } from "../position/Position.js"
 import { LatestPositions } from "./LatestPositions.js"
-import { Lru } from "./Lru.js"
 
 /**
  * A position as the state keeps it: the fields of a Position, with the attributes in their stored JSON form
@@ -34,6 +34,14 @@ interface MutableDevice {
   last_position: LastPosition | undefined
   last_seen_at: Date
   position_count_session: number
+  /** Whether the newest stored row has been read. Until it has, every read that holds the device tries again. */
+  hydrated: boolean
+}
+
+/** A (device_id, ts) key: the device and the record's time in milliseconds since the epoch. */
+export interface PositionKey {
+  readonly deviceId: string
+  readonly ms: number
 }
 
 export interface UpdateSummary {
@@ -57,35 +65,86 @@ const lastPosition = ({ attributesJson, position: p }: Observed): LastPosition =
 
 export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceState, {
   /**
-   * Applies a chunk of records in order. Devices not in memory are first hydrated from their newest stored
-   * row, with one query for all of them.
+   * Applies a chunk of records in order. Devices not in memory, or whose hydration failed before, are first
+   * hydrated from their newest stored row, with one query for all of them. A device whose hydration fails
+   * (the query is retried inside while the failure is transient) does not hold back the others: the failing
+   * devices are isolated by halving the list, logged, and tried again with their next record.
    */
   readonly update: (records: ReadonlyArray<Observed>) => Effect.Effect<UpdateSummary>
+  /**
+   * After a write: `keys` are records that were not stored as sent (a different row was stored first with
+   * the same key, or the database refused the record). A device whose newest position is one of them takes
+   * its newest stored row instead, so the state never shows a position the table does not hold.
+   */
+  readonly reconcile: (keys: ReadonlyArray<PositionKey>) => Effect.Effect<void>
   readonly get: (deviceId: string) => Effect.Effect<Option.Option<Device>>
   readonly size: Effect.Effect<number>
 }>() {
-  static readonly make = (capacity: number) =>
+  /**
+   * `capacity`: devices kept in memory (least recently seen evicted first). `maxFutureSkew`: stored rows
+   * further than this ahead of now are ignored by hydration (MAX_FUTURE_SKEW; zero: no limit).
+   */
+  static readonly make = (capacity: number, maxFutureSkew: Duration.DurationInput = Duration.zero) =>
     Effect.gen(function*() {
       const { latest } = yield* LatestPositions
-      // Mutated only by `update`, which the pipeline runs from a single fiber; readers get copies.
-      const devices = new Lru<string, MutableDevice>(capacity)
+      const skewMs = Duration.toMillis(maxFutureSkew)
+      let evicted = 0
+      // Single writer: `update` runs on the pipeline's one state fiber. `reconcile` (from the write fibers)
+      // changes a device only in a synchronous step after its query, and only if the device's newest is still
+      // the key it was asked about. Readers (HTTP) get copies.
+      const devices = new LRUCache<string, MutableDevice>({
+        max: capacity,
+        dispose: (_value, _key, reason) => {
+          if (reason === "evict") evicted++
+        }
+      })
+
+      const newestStored = (ids: ReadonlyArray<string>) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => latest(ids, skewMs > 0 ? new Date(now + skewMs) : undefined))
+
+      // The stored rows for `ids`; devices whose query keeps failing are left out and returned as failed.
+      const hydrate = (
+        ids: ReadonlyArray<string>
+      ): Effect.Effect<{ readonly stored: Map<string, LastPosition>; readonly failed: Array<string>; readonly error: string | undefined }> =>
+        newestStored(ids).pipe(
+          Effect.map((stored) => ({ stored: new Map(stored), failed: [] as Array<string>, error: undefined as string | undefined })),
+          Effect.catchAll((error) => {
+            if (ids.length === 1) return Effect.succeed({ stored: new Map<string, LastPosition>(), failed: [...ids], error: error.message })
+            const middle = ids.length >> 1
+            return Effect.zipWith(hydrate(ids.slice(0, middle)), hydrate(ids.slice(middle)), (a, b) => {
+              for (const [id, p] of b.stored) a.stored.set(id, p)
+              return { stored: a.stored, failed: a.failed.concat(b.failed), error: a.error ?? b.error }
+            })
+          })
+        )
 
       const update = (records: ReadonlyArray<Observed>) =>
         Effect.gen(function*() {
-          const now = new Date()
+          const now = new Date(yield* Clock.currentTimeMillis)
+          evicted = 0
           const missing = new Set<string>()
-          for (const r of records) if (!devices.has(r.position.device_id)) missing.add(r.position.device_id)
-          let evicted = 0
+          for (const r of records) {
+            const id = r.position.device_id
+            if (devices.peek(id)?.hydrated !== true) missing.add(id)
+          }
           if (missing.size > 0) {
-            // Hydration is a convenience, not a reason to stop: without it, a device's state starts from
-            // the records this process sees. (Transient trouble is retried inside `latest`.)
-            const stored = yield* latest([...missing]).pipe(
-              Effect.catchAll((error) =>
-                Effect.as(Effect.logWarning(`device state not hydrated for ${missing.size} devices: ${error.message}`), new Map<string, LastPosition>())
-              )
-            )
+            const { error, failed, stored } = yield* hydrate([...missing])
+            if (failed.length > 0) {
+              yield* Effect.logWarning(`device state not hydrated for ${failed.length} of ${missing.size} devices (tried again with their next record): ${error}`)
+            }
+            const failedSet = new Set(failed)
             for (const id of missing) {
-              evicted += devices.set(id, { last_position: stored.get(id), last_seen_at: now, position_count_session: 0 })
+              const known = devices.peek(id)
+              const hydrated = !failedSet.has(id)
+              const row = stored.get(id)
+              if (known === undefined) {
+                devices.set(id, { last_position: row, last_seen_at: now, position_count_session: 0, hydrated })
+              } else if (hydrated) {
+                known.hydrated = true
+                if (row !== undefined && (known.last_position === undefined || row.timestamp.getTime() > known.last_position.timestamp.getTime())) {
+                  known.last_position = row
+                }
+              }
             }
           }
           let late = 0
@@ -94,8 +153,8 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
             let device = devices.get(p.device_id)
             if (device === undefined) {
               // Only when one chunk holds more distinct devices than the capacity.
-              device = { last_position: undefined, last_seen_at: now, position_count_session: 0 }
-              evicted += devices.set(p.device_id, device)
+              device = { last_position: undefined, last_seen_at: now, position_count_session: 0, hydrated: false }
+              devices.set(p.device_id, device)
             }
             const last = device.last_position
             if (last === undefined || p.timestamp.getTime() > last.timestamp.getTime()) device.last_position = lastPosition(r)
@@ -109,11 +168,30 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
           return { late }
         })
 
-      const get = (deviceId: string) =>
-        Effect.sync(() => Option.map(Option.fromNullable(devices.peek(deviceId)), (d): Device => ({ ...d })))
+      const holds = (key: PositionKey) => devices.peek(key.deviceId)?.last_position?.timestamp.getTime() === key.ms
 
-      return DeviceState.of({ update, get, size: Effect.sync(() => devices.size) })
+      const reconcile = (keys: ReadonlyArray<PositionKey>) =>
+        Effect.gen(function*() {
+          const affected = [...new Set(keys.filter(holds).map((k) => k.deviceId))]
+          if (affected.length === 0) return
+          const { stored } = yield* hydrate(affected)
+          for (const key of keys) {
+            const device = devices.peek(key.deviceId)
+            // Checked again after the query: a newer record may have arrived meanwhile, and then it stands.
+            if (device !== undefined && holds(key)) device.last_position = stored.get(key.deviceId)
+          }
+        })
+
+      const get = (deviceId: string) =>
+        Effect.sync(() =>
+          Option.map(Option.fromNullable(devices.peek(deviceId)), ({ hydrated: _, ...d }): Device => d)
+        )
+
+      return DeviceState.of({ update, reconcile, get, size: Effect.sync(() => devices.size) })
     })
 
-  static readonly layer = Layer.effect(DeviceState, Effect.flatMap(ProcessorConfig, (c) => DeviceState.make(c.deviceStateCapacity)))
+  static readonly layer = Layer.effect(
+    DeviceState,
+    Effect.flatMap(ProcessorConfig, (c) => DeviceState.make(c.deviceStateCapacity, c.maxFutureSkew))
+  )
 }

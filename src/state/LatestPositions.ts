@@ -4,13 +4,17 @@ import type { LastPosition } from "./DeviceState.js"
 
 /** The newest stored position of each device: what a device's state starts from after a restart. */
 export class LatestPositions extends Context.Tag("processor/LatestPositions")<LatestPositions, {
-  readonly latest: (deviceIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, LastPosition>, PgError>
+  /**
+   * The newest stored row of each device that has one, ignoring rows later than `notAfter` (a tracker clock
+   * far in the future must not become a device's newest position after a restart; MAX_FUTURE_SKEW).
+   */
+  readonly latest: (deviceIds: ReadonlyArray<string>, notAfter?: Date) => Effect.Effect<ReadonlyMap<string, LastPosition>, PgError>
 }>() {
   static readonly layer = Layer.effect(
     LatestPositions,
     Effect.map(Pg, (pg) =>
       LatestPositions.of({
-        latest: (deviceIds) =>
+        latest: (deviceIds, notAfter) =>
           pg.retryTransient(
             // One index probe per device (backward scan on the primary key), all devices in one statement.
             pg.query<Row>(
@@ -19,9 +23,9 @@ export class LatestPositions extends Context.Tag("processor/LatestPositions")<La
                       p.satellites, p.priority, p.event_id, p.attributes::text AS attributes
                  FROM unnest($1::text[]) AS d(id)
                  CROSS JOIN LATERAL (
-                   SELECT * FROM positions WHERE device_id = d.id ORDER BY ts DESC LIMIT 1
+                   SELECT * FROM positions WHERE device_id = d.id AND ts <= $2 ORDER BY ts DESC LIMIT 1
                  ) AS p`,
-              [deviceIds]
+              [deviceIds, notAfter ?? "infinity"]
             )
           ).pipe(Effect.map((result) => new Map(result.rows.map((row) => [row.device_id, toLastPosition(row)]))))
       }))

@@ -97,7 +97,7 @@ const makeWrite = (pg: Pg["Type"]) => {
         if (batch.length === 1) {
           return Effect.succeed([
             error.kind === "data"
-              ? { _tag: "Failed", reason: `rejected by the database: ${error.message}`, permanent: true }
+              ? { _tag: "Failed", reason: error.message, permanent: true }
               : { _tag: "Failed", reason: error.message, permanent: false }
           ] as Array<Outcome>)
         }

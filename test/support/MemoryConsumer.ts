@@ -1,20 +1,25 @@
 import { Chunk, Effect, Layer, Queue, Ref, Stream } from "effect"
 import { Consumer, type DeadLetter, type StreamEntry } from "../../src/consumer/Consumer.js"
 
+/** A dead letter as the memory consumer keeps it: with the entry's payload and the rendered reason. */
+export interface StoredLetter extends DeadLetter {
+  readonly payload: string | undefined
+}
+
 /** An in-memory consumer group: the test offers chunks (one per "read") and inspects acks and dead letters. */
 export interface MemoryConsumer {
   readonly read: (entries: ReadonlyArray<StreamEntry>) => Effect.Effect<void>
   readonly end: Effect.Effect<void>
   readonly acked: Effect.Effect<ReadonlyArray<string>>
-  readonly deadLetters: Effect.Effect<ReadonlyArray<DeadLetter>>
+  readonly deadLetters: Effect.Effect<ReadonlyArray<StoredLetter>>
   readonly layer: Layer.Layer<Consumer>
 }
 
 export const makeMemoryConsumer = Effect.gen(function*() {
   const reads = yield* Queue.unbounded<Chunk.Chunk<StreamEntry> | null>()
   const acked = yield* Ref.make<ReadonlyArray<string>>([])
-  const letters = yield* Ref.make<ReadonlyArray<DeadLetter>>([])
-  // Like the Redis consumer, a letter without a payload gets the entry's own.
+  const letters = yield* Ref.make<ReadonlyArray<StoredLetter>>([])
+  // Like the Redis consumer, a letter is stored with the entry's own payload.
   const payloads = new Map<string, string | undefined>()
   const entries = Stream.fromQueue(reads).pipe(
     Stream.takeWhile((c): c is Chunk.Chunk<StreamEntry> => c !== null),
@@ -24,7 +29,7 @@ export const makeMemoryConsumer = Effect.gen(function*() {
     entries,
     ack: (ids) => Ref.update(acked, (all) => [...all, ...ids]),
     deadLetter: (ls) =>
-      Ref.update(letters, (all) => [...all, ...ls.map((l) => ({ ...l, payload: l.payload ?? payloads.get(l.id) }))]).pipe(
+      Ref.update(letters, (all) => [...all, ...ls.map((l) => ({ ...l, payload: payloads.get(l.id) }))]).pipe(
         Effect.zipRight(Ref.update(acked, (all) => [...all, ...ls.map((l) => l.id)]))
       )
   })

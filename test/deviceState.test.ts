@@ -1,0 +1,150 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, Layer, Option } from "effect"
+import type pg from "pg"
+import { attributesJson } from "../src/position/attributesJson.js"
+import type { Position } from "../src/position/Position.js"
+import { migrate } from "../src/postgres/Migrations.js"
+import { Pg, PgError } from "../src/postgres/Pg.js"
+import { DeviceState, type LastPosition } from "../src/state/DeviceState.js"
+import { LatestPositions } from "../src/state/LatestPositions.js"
+import { freshDatabase, testPool } from "./support/Integration.js"
+import { configLayer } from "./support/testConfig.js"
+
+const observed = (deviceId: string, iso: string, speed = 10) => {
+  const position: Position = {
+    device_id: deviceId,
+    timestamp: new Date(iso),
+    latitude: 54,
+    longitude: 25,
+    altitude: 100,
+    angle: 90,
+    speed,
+    satellites: 9,
+    priority: 0,
+    event_id: 0,
+    attributes: {}
+  }
+  return { position, attributesJson: attributesJson(position.attributes) }
+}
+
+const stored = (deviceId: string, iso: string, speed = 10): LastPosition => {
+  const { attributesJson: json, position } = observed(deviceId, iso, speed)
+  const { attributes: _, ...fields } = position
+  return { ...fields, attributesJson: json }
+}
+
+const newest = (state: DeviceState["Type"], id: string) =>
+  Effect.map(state.get(id), (d) => Option.getOrThrow(d).last_position)
+
+/** A database with the worker's schema, a pool on it, and DeviceState on the real LatestPositions. */
+const onDatabase = (capacity: number, skew: Duration.DurationInput = Duration.zero) =>
+  Effect.gen(function*() {
+    const db = yield* freshDatabase
+    const pool = yield* testPool(db.url)
+    const infrastructure = Pg.sqlLayer.pipe(Layer.provideMerge(Pg.layer), Layer.provide(configLayer({ POSTGRES_URL: db.url })))
+    const context = yield* Layer.build(LatestPositions.layer.pipe(Layer.provideMerge(infrastructure)))
+    yield* migrate.pipe(Effect.provide(context))
+    const state = yield* DeviceState.make(capacity, skew).pipe(Effect.provide(context))
+    const another = (otherSkew: Duration.DurationInput) => DeviceState.make(capacity, otherSkew).pipe(Effect.provide(context))
+    return { another, pool, state }
+  })
+
+const insert = (pool: pg.Pool, deviceId: string, iso: string, speed: number) =>
+  Effect.promise(() =>
+    pool.query(
+      `INSERT INTO positions (device_id, ts, latitude, longitude, altitude, angle, speed, satellites, priority, event_id)
+       VALUES ($1, $2, 54, 25, 100, 90, $3, 9, 0, 0)`,
+      [deviceId, iso, speed]
+    )
+  )
+
+describe("DeviceState", () => {
+  it.scopedLive("a device whose hydration fails does not degrade the others of its read, and is hydrated with its next record", () =>
+    Effect.gen(function*() {
+      let failing = true
+      const queried: Array<ReadonlyArray<string>> = []
+      // The table: dev-ok's newest stored row is 10:05, dev-bad's is 11:00.
+      const rows = new Map([["dev-ok", stored("dev-ok", "2026-05-01T10:05:00Z")], ["dev-bad", stored("dev-bad", "2026-05-01T11:00:00Z")]])
+      const latest = LatestPositions.of({
+        latest: (ids) =>
+          Effect.suspend(() => {
+            queried.push(ids)
+            if (failing && ids.includes("dev-bad")) {
+              return Effect.fail(new PgError({ op: "hydrate device state", cause: Object.assign(new Error("invalid byte sequence"), { code: "22021" }) }))
+            }
+            return Effect.succeed(new Map(ids.flatMap((id) => (rows.has(id) ? [[id, rows.get(id)!] as const] : []))))
+          })
+      })
+      const state = yield* DeviceState.make(10).pipe(Effect.provide(Layer.succeed(LatestPositions, latest)))
+
+      yield* state.update([observed("dev-ok", "2026-05-01T10:01:00Z"), observed("dev-bad", "2026-05-01T10:30:00Z"), observed("dev-new", "2026-05-01T10:00:00Z")])
+      // dev-ok took its stored 10:05, not the 10:01 record; its 10:01 counts as late.
+      expect((yield* newest(state, "dev-ok"))?.timestamp.toISOString()).toBe("2026-05-01T10:05:00.000Z")
+      expect((yield* newest(state, "dev-new"))?.timestamp.toISOString()).toBe("2026-05-01T10:00:00.000Z")
+      // dev-bad could not be read: it holds what it was sent, and is tried again with its next record.
+      expect((yield* newest(state, "dev-bad"))?.timestamp.toISOString()).toBe("2026-05-01T10:30:00.000Z")
+
+      failing = false
+      queried.length = 0
+      const summary = yield* state.update([observed("dev-bad", "2026-05-01T10:40:00Z"), observed("dev-ok", "2026-05-01T10:06:00Z")])
+      // Only dev-bad is hydrated again; its stored 11:00 is newer than anything it was sent.
+      expect(queried).toEqual([["dev-bad"]])
+      expect((yield* newest(state, "dev-bad"))?.timestamp.toISOString()).toBe("2026-05-01T11:00:00.000Z")
+      expect(summary.late).toBe(1)
+      expect((yield* newest(state, "dev-ok"))?.timestamp.toISOString()).toBe("2026-05-01T10:06:00.000Z")
+    }))
+
+  it.scopedLive("two records with one key: whichever the table keeps, reconcile makes the state's newest that stored row", () =>
+    Effect.gen(function*() {
+      const { pool, state } = yield* onDatabase(10)
+      const ts = "2026-05-01T10:00:00Z"
+      // A arrives first and becomes the newest; B (same key, other speed) is not newer.
+      yield* state.update([observed("dev-1", ts, 11), observed("dev-1", ts, 22)])
+      expect((yield* newest(state, "dev-1"))?.speed).toBe(11)
+      // The write of B committed first (another write slot): the table holds B; A's write is a conflict.
+      yield* insert(pool, "dev-1", ts, 22)
+      yield* state.reconcile([{ deviceId: "dev-1", ms: Date.parse(ts) }])
+      expect((yield* newest(state, "dev-1"))?.speed).toBe(22)
+
+      // A key that is not the device's newest leaves it alone; so does a device not in memory.
+      yield* state.update([observed("dev-1", "2026-05-01T10:00:01Z", 33)])
+      yield* state.reconcile([{ deviceId: "dev-1", ms: Date.parse(ts) }, { deviceId: "dev-x", ms: Date.parse(ts) }])
+      expect((yield* newest(state, "dev-1"))?.speed).toBe(33)
+      expect(Option.isNone(yield* state.get("dev-x"))).toBe(true)
+
+      // A refused newest record with nothing stored for the device leaves no newest position at all.
+      yield* state.update([observed("dev-2", ts, 5)])
+      yield* state.reconcile([{ deviceId: "dev-2", ms: Date.parse(ts) }])
+      expect(yield* newest(state, "dev-2")).toBeUndefined()
+    }))
+
+  it.scopedLive("hydration ignores stored rows further ahead of now than MAX_FUTURE_SKEW", () =>
+    Effect.gen(function*() {
+      const { another, pool, state } = yield* onDatabase(10, Duration.hours(24))
+      yield* insert(pool, "dev-1", "2026-05-01T10:00:00Z", 1)
+      yield* insert(pool, "dev-1", "2080-01-01T00:00:00Z", 2)
+      yield* state.update([observed("dev-1", "2026-05-01T09:00:00Z")])
+      expect((yield* newest(state, "dev-1"))?.timestamp.toISOString()).toBe("2026-05-01T10:00:00.000Z")
+
+      // With the check off (zero), the far-future row is the newest.
+      const unchecked = yield* another(Duration.zero)
+      yield* unchecked.update([observed("dev-1", "2026-05-01T09:00:00Z")])
+      expect((yield* newest(unchecked, "dev-1"))?.timestamp.toISOString()).toBe("2080-01-01T00:00:00.000Z")
+    }))
+
+  it.effect("evicts the least recently seen device beyond capacity and counts evictions", () =>
+    Effect.gen(function*() {
+      const none = Layer.succeed(LatestPositions, LatestPositions.of({ latest: () => Effect.succeed(new Map()) }))
+      const state = yield* DeviceState.make(3).pipe(Effect.provide(none))
+      yield* state.update(["a", "b", "c"].map((id) => observed(id, "2026-05-01T10:00:00Z")))
+      // Seen again: "a" becomes the most recent, so "b" is the one to go.
+      yield* state.update([observed("a", "2026-05-01T10:00:01Z"), observed("d", "2026-05-01T10:00:00Z")])
+      expect(yield* state.size).toBe(3)
+      expect(Option.isNone(yield* state.get("b"))).toBe(true)
+      for (const id of ["a", "c", "d"]) expect(Option.isSome(yield* state.get(id))).toBe(true)
+      // A chunk with more distinct devices than the capacity keeps the last ones.
+      yield* state.update(["e", "f", "g", "h"].map((id) => observed(id, "2026-05-01T10:00:00Z")))
+      expect(yield* state.size).toBe(3)
+      for (const id of ["f", "g", "h"]) expect(Option.isSome(yield* state.get(id))).toBe(true)
+    }))
+})
