@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs"
 import { mkdir, writeFile } from "node:fs/promises"
-import { join } from "node:path"
+import { basename, join } from "node:path"
 import ts from "typescript"
 import { checkAborted, defer, log, RESULTS_DIR, ROOT, sleep } from "./infra.js"
 
@@ -15,8 +15,30 @@ export interface WorkerCommand {
   readonly buildOutput: string
 }
 
-/** `tsc -p tsconfig.build.json` into dist/, then `node dist/main.js`; `node --import tsx src/main.ts` if that fails. */
+/** Newest modification time (ms) of the files under `dir`, recursively. */
+const newestMtime = (dir: string): number => {
+  let newest = 0
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs)
+  }
+  return newest
+}
+
+/** dist/main.js was built after every change to src/ and the compiler settings (a checkout touches what it changes). */
+const distUpToDate = (): boolean => {
+  const main = join(ROOT, "dist", "main.js")
+  if (!existsSync(main)) return false
+  const inputs = Math.max(newestMtime(join(ROOT, "src")), ...["tsconfig.json", "tsconfig.build.json", "package-lock.json"]
+    .map((f) => (existsSync(join(ROOT, f)) ? statSync(join(ROOT, f)).mtimeMs : 0)))
+  return statSync(main).mtimeMs > inputs
+}
+
+/**
+ * `tsc -p tsconfig.build.json` into dist/ (skipped when dist/ is newer than src/), then `node dist/main.js`;
+ * `node --import tsx src/main.ts` if the build fails.
+ */
 export const buildWorker = (): WorkerCommand => {
+  if (distUpToDate()) return { args: ["dist/main.js"], how: "dist", buildSeconds: 0, buildOutput: "dist/ newer than src/: not rebuilt" }
   const started = performance.now()
   const tsc = join(ROOT, "node_modules", "typescript", "bin", "tsc")
   const result = spawnSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: ROOT, encoding: "utf8" })
@@ -30,16 +52,16 @@ export const buildWorker = (): WorkerCommand => {
 }
 
 /** The baseline consumer, transpiled (no type check) to plain JS so it runs on bare node like dist/main.js. */
-export const buildBaseline = async (): Promise<ReadonlyArray<string>> => {
-  const source = readFileSync(join(ROOT, "bench", "baseline.ts"), "utf8")
+export const buildBaseline = async (file = join(ROOT, "bench", "baseline.ts")): Promise<ReadonlyArray<string>> => {
+  const source = readFileSync(file, "utf8")
   const { outputText } = ts.transpileModule(source, {
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, verbatimModuleSyntax: false }
   })
   const dir = join(RESULTS_DIR, ".build")
   await mkdir(dir, { recursive: true })
-  const file = join(dir, "baseline.mjs")
-  await writeFile(file, outputText)
-  return [file]
+  const out = join(dir, `${basename(file, ".ts")}.mjs`)
+  await writeFile(out, outputText)
+  return [out]
 }
 
 // ---- a child process with RSS sampling ----------------------------------------------------------------------

@@ -22,6 +22,8 @@ export interface DrainResult {
   readonly label: string
   readonly entries: number
   readonly devices: number
+  /** Consumer processes on the one group. */
+  readonly processes: number
   readonly stats: IngestStats
   /** count / (max(ingested_at) - min(ingested_at)): the brief's definition. */
   readonly rowsPerSecond: number
@@ -32,7 +34,7 @@ export interface DrainResult {
   readonly observedSeconds: number
   /** Most entries delivered but not yet acknowledged at one poll (XPENDING): how far reads run ahead of commits. */
   readonly maxPending: number
-  /** CPU seconds (user + system, all threads) from the first read to drained: the consumer process... */
+  /** CPU seconds (user + system, all threads) from the first read to drained: the consumer process(es)... */
   readonly consumerCpuSeconds: number
   /** ... and the PostgreSQL backends serving its database (those alive at the end). */
   readonly postgresCpuSeconds: number
@@ -40,6 +42,7 @@ export interface DrainResult {
   readonly consumerCpuMicrosPerRow: number
   readonly postgresCpuMicrosPerRow: number
   readonly preloadSeconds: number
+  /** VmHWM of the consumer process (the largest, with several). */
   readonly peakRssMiB: number
   readonly maxSampledRssMiB: number
   readonly deadLettered: number
@@ -63,13 +66,16 @@ export interface DrainOptions {
   /** The baseline does not migrate: the bench applies the schema for it. */
   readonly migrateFirst: boolean
   readonly env?: Readonly<Record<string, string>>
+  /** Consumer processes started on the one group, consumers bench-1, bench-2, …; default 1. */
+  readonly processes?: number
+  /** Profiles the first process only. */
   readonly cpuProfileName?: string
 }
 
 /** Waits until the group has read everything and acknowledged everything; throws on no progress for `stallMs`. */
 export const awaitDrained = async (
   redis: IORedis,
-  child: Child,
+  children: ReadonlyArray<Child>,
   stream: string,
   group: string,
   stallMs = 90_000,
@@ -80,7 +86,7 @@ export const awaitDrained = async (
   let lastProgress = Date.now()
   let lastKey = ""
   while (true) {
-    child.assertAlive()
+    for (const child of children) child.assertAlive()
     const info = await groupInfo(redis, stream, group)
     if (firstReadAt === undefined && (info.entriesRead ?? 0) > 0) {
       firstReadAt = performance.now()
@@ -93,7 +99,8 @@ export const awaitDrained = async (
       lastKey = key
       lastProgress = Date.now()
     } else if (Date.now() - lastProgress > stallMs) {
-      throw new Error(`${child.name}: no progress for ${stallMs / 1000} s (lag ${info.lag}, pending ${info.pending}); output:\n${child.output().slice(-4000)}`)
+      const outputs = children.map((c) => `${c.name}:\n${c.output().slice(-4000)}`).join("\n")
+      throw new Error(`${stream}: no progress for ${stallMs / 1000} s (lag ${info.lag}, pending ${info.pending}); output:\n${outputs}`)
     }
     await sleep(100)
   }
@@ -109,7 +116,7 @@ export const drainRun = async (o: DrainOptions): Promise<DrainResult> => {
   const pool = new pg.Pool({ connectionString: db.url, max: 1, application_name: "bench-observer" })
   // DROP DATABASE … WITH (FORCE) may reach a connection pool.end() is still closing; that is not an error here.
   pool.on("error", () => {})
-  let child: Child | undefined
+  const children: Array<Child> = []
   try {
     if (o.migrateFirst) await applyMigration(db.url)
     const p0 = performance.now()
@@ -121,29 +128,32 @@ export const drainRun = async (o: DrainOptions): Promise<DrainResult> => {
     const profileArgs = o.cpuProfileName === undefined
       ? []
       : ["--cpu-prof", `--cpu-prof-dir=${RESULTS_DIR}`, `--cpu-prof-name=${o.cpuProfileName}`]
-    child = spawnChild(o.label, [...profileArgs, ...o.nodeArgs], {
-      POSTGRES_URL: db.url,
-      REDIS_URL: o.redisUrl,
-      REDIS_STREAM: streams.stream,
-      REDIS_DLQ_STREAM: streams.dlq,
-      REDIS_GROUP: streams.group,
-      REDIS_CONSUMER: streams.consumer,
-      HTTP_PORT: "0",
-      LOG_LEVEL: "Warning",
-      ...o.env
-    })
-    const running = child
+    const processes = o.processes ?? 1
+    for (let i = 0; i < processes; i++) {
+      children.push(spawnChild(processes === 1 ? o.label : `${o.label} ${i + 1}`, [...(i === 0 ? profileArgs : []), ...o.nodeArgs], {
+        POSTGRES_URL: db.url,
+        REDIS_URL: o.redisUrl,
+        REDIS_STREAM: streams.stream,
+        REDIS_DLQ_STREAM: streams.dlq,
+        REDIS_GROUP: streams.group,
+        REDIS_CONSUMER: `bench-${i + 1}`,
+        HTTP_PORT: "0",
+        LOG_LEVEL: "Warning",
+        ...o.env
+      }))
+    }
+    const consumerCpu = () => children.reduce((sum, c) => sum + c.cpuSeconds(), 0)
     let cpuAtFirstRead = { consumer: 0, postgres: 0 }
-    const { firstReadAt, maxPending } = await awaitDrained(o.redis, child, streams.stream, streams.group, 90_000, async () => {
-      cpuAtFirstRead = { consumer: running.cpuSeconds(), postgres: await backendCpuSeconds(pool, db.name, cpuSeconds) }
+    const { firstReadAt, maxPending } = await awaitDrained(o.redis, children, streams.stream, streams.group, 90_000, async () => {
+      cpuAtFirstRead = { consumer: consumerCpu(), postgres: await backendCpuSeconds(pool, db.name, cpuSeconds) }
     })
     const observedSeconds = firstReadAt === undefined ? 0 : (performance.now() - firstReadAt) / 1000
     const monotonicNowUs = Number(process.hrtime.bigint() / 1000n)
     const window = { fromUs: monotonicNowUs - observedSeconds * 1e6, toUs: monotonicNowUs }
-    const consumerCpuSeconds = child.cpuSeconds() - cpuAtFirstRead.consumer
+    const consumerCpuSeconds = consumerCpu() - cpuAtFirstRead.consumer
     const postgresCpuSeconds = (await backendCpuSeconds(pool, db.name, cpuSeconds)) - cpuAtFirstRead.postgres
-    const memory = child.memory()
-    const exit = await child.stop()
+    const memory = children.map((c) => c.memory())
+    const exit = (await Promise.all(children.map((c) => c.stop()))).join(", ")
     const stats = await ingestStats(pool)
     const deadLettered = await o.redis.xlen(streams.dlq)
     if (stats.rows + deadLettered !== o.entries) {
@@ -155,6 +165,7 @@ export const drainRun = async (o: DrainOptions): Promise<DrainResult> => {
       label: o.label,
       entries: o.entries,
       devices: o.devices,
+      processes,
       stats,
       rowsPerSecond: span > 0 ? stats.rows / span : 0,
       rowsPerSecondStrict: span > 0 ? (stats.rows - stats.lastTxnRows) / span : 0,
@@ -166,8 +177,8 @@ export const drainRun = async (o: DrainOptions): Promise<DrainResult> => {
       consumerCpuMicrosPerRow: (consumerCpuSeconds * 1e6) / o.entries,
       postgresCpuMicrosPerRow: (postgresCpuSeconds * 1e6) / o.entries,
       preloadSeconds,
-      peakRssMiB: memory.hwmKiB / 1024,
-      maxSampledRssMiB: memory.maxRssKiB / 1024,
+      peakRssMiB: Math.max(...memory.map((m) => m.hwmKiB)) / 1024,
+      maxSampledRssMiB: Math.max(...memory.map((m) => m.maxRssKiB)) / 1024,
       deadLettered,
       exit,
       cpuProfile: o.cpuProfileName === undefined ? undefined : findProfile(o.cpuProfileName),
@@ -179,7 +190,7 @@ export const drainRun = async (o: DrainOptions): Promise<DrainResult> => {
       `consumer ${result.consumerCpuMicrosPerRow.toFixed(1)}, postgres ${result.postgresCpuMicrosPerRow.toFixed(1)}; peak RSS ${result.peakRssMiB.toFixed(0)} MiB; ${exit}`)
     return result
   } finally {
-    if (child !== undefined) await child.stop()
+    await Promise.all(children.map((c) => c.stop()))
     await pool.end()
     await streams.delete()
     await db.drop()

@@ -133,10 +133,13 @@ export const ingestStats = (client: pg.Client | pg.Pool) =>
     last: r!.last?.toISOString() ?? null
   }))
 
-/** Summed CPU seconds of the server processes serving `database` (other than the observer's own connection). */
+/**
+ * Summed CPU seconds of the client backends serving `database` (not the observer's own connection, nor an
+ * autovacuum worker that happens to be there at one of the two samples).
+ */
 export const backendCpuSeconds = async (observer: pg.Pool, database: string, cpu: (pid: number) => number) => {
   const { rows } = await observer.query<{ pid: number }>(
-    "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
     [database]
   )
   let total = 0

@@ -2,10 +2,12 @@ import type { Redis as IORedis } from "ioredis"
 import pg from "pg"
 import { type Child, readMemory, spawnChild } from "./child.js"
 import { awaitDrained } from "./drain.js"
-import { consumerExists, freshDatabase, freshStreams, load, log, sleep } from "./infra.js"
+import { applyMigration, consumerExists, freshDatabase, freshStreams, load, log, sleep } from "./infra.js"
 import { pacedLoad, type PacedResult } from "./load.js"
 
 export interface LatencyResult {
+  /** Which consumer ran: the processor or the baseline. */
+  readonly consumer: string
   readonly rate: number
   readonly load: PacedResult
   readonly rows: number
@@ -36,6 +38,10 @@ const PERCENTILES = `
  * time). ingested_at is the write transaction's start, so the figure excludes COPY, INSERT and COMMIT time.
  */
 export const latencyRun = async (o: {
+  /** "processor" or "baseline": names the run and its database. */
+  readonly consumer: string
+  /** The baseline does not migrate: the schema is applied for it before it starts. */
+  readonly migrateFirst: boolean
   readonly adminUrl: string
   readonly redisUrl: string
   readonly redis: IORedis
@@ -47,14 +53,15 @@ export const latencyRun = async (o: {
   readonly nodeArgs: ReadonlyArray<string>
   readonly env: Readonly<Record<string, string>>
 }): Promise<LatencyResult> => {
-  const label = `latency@${o.rate}`
-  const db = await freshDatabase(o.adminUrl, `latency_${o.rate}`)
-  const streams = freshStreams(o.redis, `latency_${o.rate}`)
+  const label = `latency ${o.consumer}@${o.rate}`
+  const db = await freshDatabase(o.adminUrl, `latency_${o.consumer}_${o.rate}`)
+  const streams = freshStreams(o.redis, `latency_${o.consumer}_${o.rate}`)
   const pool = new pg.Pool({ connectionString: db.url, max: 1, application_name: "bench-observer" })
   // DROP DATABASE … WITH (FORCE) may reach a connection pool.end() is still closing; that is not an error here.
   pool.on("error", () => {})
   let child: Child | undefined
   try {
+    if (o.migrateFirst) await applyMigration(db.url)
     child = spawnChild(label, o.nodeArgs, {
       POSTGRES_URL: db.url,
       REDIS_URL: o.redisUrl,
@@ -83,7 +90,7 @@ export const latencyRun = async (o: {
       devices: o.devices,
       seed: o.seed
     })
-    await awaitDrained(o.redis, child, streams.stream, streams.group, 60_000)
+    await awaitDrained(o.redis, [child], streams.stream, streams.group, 60_000)
     const memory = child.memory()
     const exit = await child.stop()
     const { rows: [r] } = await pool.query<{ rows: number; p: Array<number> | null; max: number | null; min: number | null; txns: number }>(
@@ -94,6 +101,7 @@ export const latencyRun = async (o: {
     if (total.rows[0]!.n !== paced.sent) throw new Error(`${label}: ${total.rows[0]!.n} rows for ${paced.sent} entries sent`)
     const [p50, p95, p99] = r!.p ?? [NaN, NaN, NaN]
     const result: LatencyResult = {
+      consumer: o.consumer,
       rate: o.rate,
       load: paced,
       rows: r!.rows,

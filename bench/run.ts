@@ -6,7 +6,7 @@ import { cpus, totalmem } from "node:os"
 import { join } from "node:path"
 import type { Redis as IORedis } from "ioredis"
 import { type Decoded, decodePayload } from "../src/position/decode.js"
-import { type Options, parseOptions, USAGE } from "./args.js"
+import { type Figure, type Options, parseOptions, USAGE } from "./args.js"
 import { buildBaseline, buildWorker, type WorkerCommand } from "./child.js"
 import { type DrainResult, drainRun } from "./drain.js"
 import { abort, connectRedis, load, log, releaseAll, RESULTS_DIR, ROOT } from "./infra.js"
@@ -20,9 +20,18 @@ interface Results {
   writeLimit?: { rowsPerSecond: number; best: string; formatMicrosPerRow: number; variants: Array<WriteLimitVariant> }
   e2e?: DrainResult & { ratioToLimit: number | null; profiled: boolean }
   baseline?: DrainResult & { processorRatio: number | null }
+  /** Several worker processes on one group, the same entries as e2e; ratio = rows/s ÷ e2e's rows/s. */
+  scale?: DrainResult & { ratioToOne: number | null }
+  /** The same entry count over two fleet sizes; ratios are the larger fleet's ÷ the smaller's. */
+  fleet?: { small: DrainResult; large: DrainResult; cpuRatio: number; rateRatio: number }
+  large?: { processor?: DrainResult; baseline?: DrainResult; processorRatio: number | null }
   latency?: Array<LatencyResult>
+  /** The latency load's rates; nearMaxRate is derived from the baseline's drain rate (or --max-rate). */
+  latencyRates?: { rates: Array<number>; nearMaxRate: number | null; nearMaxFrom: string }
   rss?: DrainResult & { ratioToLimit: number | null }
   profile?: Summary
+  /** Every ratio of the issue's targets, with its verdict (null: not measured). */
+  checks: Array<Check>
   errors: Array<{ figure: string; message: string }>
 }
 
@@ -50,7 +59,8 @@ const decodeAll = (texts: ReadonlyArray<string>): Array<Decoded> => {
 
 const run = async (o: Options, redis: IORedis, results: Results) => {
   const want = (f: Parameters<Options["only"]["has"]>[0]) => o.only.has(f)
-  const needWorker = want("e2e") || want("latency") || (want("rss") && !o.skipRss)
+  const needWorker = want("e2e") || want("scale") || want("fleet") || (want("large") && !o.skipLarge) || want("latency") ||
+    (want("rss") && !o.skipRss)
   let worker: WorkerCommand | undefined
   if (needWorker) {
     log("building the worker (tsc -p tsconfig.build.json)")
@@ -71,7 +81,7 @@ const run = async (o: Options, redis: IORedis, results: Results) => {
   }
 
   let texts: Array<string> | undefined
-  if (want("limit") || want("e2e") || want("baseline")) {
+  if (want("limit") || want("e2e") || want("baseline") || want("scale")) {
     const t0 = performance.now()
     texts = payloads(dataset)
     log(`generated ${texts.length} payloads over ${o.devices} devices in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
@@ -113,60 +123,102 @@ const run = async (o: Options, redis: IORedis, results: Results) => {
     })
   }
 
+  const drain = (label: string, consumer: "processor" | "baseline", chunks: Iterable<ReadonlyArray<string>>, entries: number, devices: number, processes = 1) =>
+    drainRun({
+      label,
+      adminUrl: o.postgresUrl,
+      redisUrl: o.redisUrl,
+      redis,
+      chunks,
+      entries,
+      devices,
+      nodeArgs: consumer === "processor" ? worker!.args : baselineArgs!,
+      migrateFirst: consumer === "baseline",
+      processes,
+      ...(consumer === "processor" ? { env: o.workerEnv } : {})
+    })
+  const baselineArgs = want("baseline") || want("large") || want("latency") ? await buildBaseline() : undefined
+
   if (want("baseline")) {
     await attempt("baseline", async () => {
-      const args = await buildBaseline()
-      const r = await drainRun({
-        label: "baseline",
-        adminUrl: o.postgresUrl,
-        redisUrl: o.redisUrl,
-        redis,
-        chunks: [texts!],
-        entries: o.n,
-        devices: o.devices,
-        nodeArgs: args,
-        migrateFirst: true
-      })
+      const r = await drain("baseline", "baseline", [texts!], o.n, o.devices)
       results.baseline = { ...r, processorRatio: results.e2e ? results.e2e.rowsPerSecond / r.rowsPerSecond : null }
+    })
+  }
+
+  if (want("scale")) {
+    await attempt(`${o.processes} processes`, async () => {
+      const r = await drain(`processor x${o.processes}`, "processor", [texts!], o.n, o.devices, o.processes)
+      results.scale = { ...r, ratioToOne: results.e2e ? r.rowsPerSecond / results.e2e.rowsPerSecond : null }
     })
   }
   texts = undefined
 
+  if (want("fleet")) {
+    await attempt("fleet", async () => {
+      const [smallFleet, largeFleet] = o.fleetDevices
+      const run = (devices: number) =>
+        drain(`fleet ${devices} devices`, "processor", payloadChunks({ count: o.n, devices, seed: o.seed }, 50_000), o.n, devices)
+      const small = await run(smallFleet)
+      const large = await run(largeFleet)
+      results.fleet = {
+        small,
+        large,
+        cpuRatio: large.consumerCpuMicrosPerRow / small.consumerCpuMicrosPerRow,
+        rateRatio: large.rowsPerSecond / small.rowsPerSecond
+      }
+    })
+  }
+
+  if (want("large") && !o.skipLarge) {
+    const large: NonNullable<Results["large"]> = { processorRatio: null }
+    results.large = large
+    const chunks = () => payloadChunks({ count: o.largeN, devices: o.devices, seed: o.seed }, 50_000)
+    await attempt(`processor e2e @${o.largeN}`, async () => {
+      large.processor = await drain(`processor e2e ${o.largeN}`, "processor", chunks(), o.largeN, o.devices)
+    })
+    await attempt(`baseline @${o.largeN}`, async () => {
+      large.baseline = await drain(`baseline ${o.largeN}`, "baseline", chunks(), o.largeN, o.devices)
+    })
+    if (large.processor && large.baseline) large.processorRatio = large.processor.rowsPerSecond / large.baseline.rowsPerSecond
+  }
+
   if (want("latency")) {
     results.latency = []
-    for (const rate of o.rates) {
-      await attempt(`latency @${rate}/s`, async () => {
-        results.latency!.push(await latencyRun({
-          adminUrl: o.postgresUrl,
-          redisUrl: o.redisUrl,
-          redis,
-          rate,
-          duration: o.duration,
-          warmup: o.warmup,
-          devices: o.devices,
-          seed: o.seed,
-          nodeArgs: worker!.args,
-          env: o.workerEnv
-        }))
-      })
+    const base = results.baseline ?? results.large?.baseline
+    const nearMaxRate = o.maxRate ?? (base && o.nearMax !== undefined ? Math.max(1000, Math.floor((o.nearMax * base.rowsPerSecond) / 1000) * 1000) : null)
+    const nearMaxFrom = o.maxRate !== undefined
+      ? "--max-rate"
+      : o.nearMax === undefined ? "not asked for (--quick)"
+      : base ? `${o.nearMax} × the baseline's ${int(base.rowsPerSecond)} rows/s draining ${int(base.entries)} entries` : "no baseline figure in this run"
+    if (nearMaxRate === null && o.nearMax !== undefined) log("latency: no baseline rate to derive the rate near its maximum from (run the baseline figure or give --max-rate)")
+    const rates = [...new Set([...o.rates, ...(nearMaxRate === null ? [] : [nearMaxRate])])]
+    results.latencyRates = { rates, nearMaxRate, nearMaxFrom }
+    for (const rate of rates) {
+      for (const consumer of ["processor", "baseline"] as const) {
+        await attempt(`latency ${consumer} @${rate}/s`, async () => {
+          results.latency!.push(await latencyRun({
+            consumer,
+            migrateFirst: consumer === "baseline",
+            adminUrl: o.postgresUrl,
+            redisUrl: o.redisUrl,
+            redis,
+            rate,
+            duration: o.duration,
+            warmup: o.warmup,
+            devices: o.devices,
+            seed: o.seed,
+            nodeArgs: consumer === "processor" ? worker!.args : baselineArgs!,
+            env: consumer === "processor" ? o.workerEnv : {}
+          }))
+        })
+      }
     }
   }
 
   if (want("rss") && !o.skipRss) {
     await attempt("peak RSS", async () => {
-      const rssData = { count: o.rssN, devices: o.rssDevices, seed: o.seed }
-      const r = await drainRun({
-        label: "rss backlog",
-        adminUrl: o.postgresUrl,
-        redisUrl: o.redisUrl,
-        redis,
-        chunks: payloadChunks(rssData, 50_000),
-        entries: o.rssN,
-        devices: o.rssDevices,
-        nodeArgs: worker!.args,
-        migrateFirst: false,
-        env: o.workerEnv
-      })
+      const r = await drain("rss backlog", "processor", payloadChunks({ count: o.rssN, devices: o.rssDevices, seed: o.seed }, 50_000), o.rssN, o.rssDevices)
       results.rss = { ...r, ratioToLimit: results.writeLimit ? r.rowsPerSecond / results.writeLimit.rowsPerSecond : null }
     })
   }
@@ -174,69 +226,138 @@ const run = async (o: Options, redis: IORedis, results: Results) => {
 
 // ---- the report ---------------------------------------------------------------------------------------------
 
+/** One of the issue's targets (#11): a ratio within this run (or MiB, ms) and its verdict; null when not measured. */
+export interface Check {
+  readonly id: string
+  readonly figure: string
+  readonly value: string
+  readonly target: string
+  readonly measured: number | null
+  readonly ok: boolean | null
+  /** The figures it needs were asked for (--only, --skip-*); the table leaves out unmeasured rows that were not. */
+  readonly requested: boolean
+}
+
 const int = (x: number) => Math.round(x).toLocaleString("en-US")
 const ms = (x: number) => (x < 10 ? x.toFixed(1) : x.toFixed(0))
-const mark = (ok: boolean | undefined) => (ok === undefined ? "" : ok ? " ✓" : " ✗")
+const ratio = (x: number) => x.toFixed(2)
+const micros = (x: number) => x.toFixed(1)
+const WITHIN = 0.15
 
-const table = (o: Options, r: Results): string => {
-  const rows: Array<[string, string, string]> = []
-  const limit = r.writeLimit
-  rows.push([
-    `write limit (rows/s), ${BATCH.toLocaleString("en-US")}/batch`,
-    limit ? `${int(limit.rowsPerSecond)} (${limit.variants.map((v) => `${v.concurrency}c${v.returning ? "+RET" : ""} ${int(v.rowsPerSecond)}`).join(", ")})` : "–",
-    ""
-  ])
+const check = (
+  requested: boolean,
+  id: string,
+  figure: string,
+  target: string,
+  measured: number | null | undefined,
+  pass: (x: number) => boolean,
+  value: (x: number) => string
+): Check =>
+  measured === null || measured === undefined || !Number.isFinite(measured)
+    ? { id, figure, value: "not measured", target, measured: null, ok: null, requested }
+    : { id, figure, value: value(measured), target, measured, ok: pass(measured), requested }
+
+const checks = (o: Options, r: Results): Array<Check> => {
+  const out: Array<Check> = []
+  const asked = (...figures: ReadonlyArray<Figure>) => figures.every((f) => o.only.has(f))
+  const pair = asked("e2e", "baseline")
   const e2e = r.e2e
-  const e2eTarget = o.n >= 1_000_000 ? 0.7 : 0.6
-  rows.push([
-    `processor e2e (rows/s) @${int(o.n)}, ratio to limit`,
-    e2e
-      ? `${int(e2e.rowsPerSecond)}, ${e2e.ratioToLimit?.toFixed(2) ?? "–"}${mark(e2e.ratioToLimit === null ? undefined : e2e.ratioToLimit >= e2eTarget)}` +
-        ` (${e2e.avgRowsPerTransaction.toFixed(0)} rows/txn${e2e.profiled ? ", profiled" : ""})`
-      : "–",
-    "≥ 0.6 at 200k, ≥ 0.7 at 1M"
-  ])
   const base = r.baseline
-  rows.push([
-    "baseline (rows/s), processor/baseline",
-    base ? `${int(base.rowsPerSecond)}, ${base.processorRatio?.toFixed(2) ?? "–"}${mark(base.processorRatio === null ? undefined : base.processorRatio >= 1.5)}` : "–",
-    "≥ 1.5"
-  ])
-  const cpu = (d: DrainResult) => `${d.consumerCpuMicrosPerRow.toFixed(1)} + ${d.postgresCpuMicrosPerRow.toFixed(1)}`
-  if (e2e || base) {
-    rows.push([
-      "CPU µs/row, consumer + postgres backends",
-      `processor ${e2e ? cpu(e2e) : "–"}; baseline ${base ? cpu(base) : "–"}`,
-      ""
-    ])
+  const both = e2e !== undefined && base !== undefined
+  out.push(check(pair, "worker-cpu", "worker CPU/row ÷ baseline's", "≤ 0.75",
+    both ? e2e.consumerCpuMicrosPerRow / base.consumerCpuMicrosPerRow : null, (x) => x <= 0.75,
+    (x) => `${ratio(x)} (${micros(e2e!.consumerCpuMicrosPerRow)} / ${micros(base!.consumerCpuMicrosPerRow)} µs)`))
+  out.push(check(pair, "postgres-cpu", "PostgreSQL CPU/row, processor ÷ baseline", "≤ 0.6",
+    both ? e2e.postgresCpuMicrosPerRow / base.postgresCpuMicrosPerRow : null, (x) => x <= 0.6,
+    (x) => `${ratio(x)} (${micros(e2e!.postgresCpuMicrosPerRow)} / ${micros(base!.postgresCpuMicrosPerRow)} µs)`))
+  out.push(check(pair, "e2e", `e2e rows/s @${int(o.n)}, processor ÷ baseline`, "≥ 1.5",
+    both ? e2e.rowsPerSecond / base.rowsPerSecond : null, (x) => x >= 1.5,
+    (x) => `${ratio(x)} (${int(e2e!.rowsPerSecond)} / ${int(base!.rowsPerSecond)})`))
+  const large = r.large
+  out.push(check(asked("large") && !o.skipLarge, "e2e-large", `e2e rows/s @${int(o.largeN)}, processor ÷ baseline`, "≥ 1.5",
+    large?.processorRatio, (x) => x >= 1.5,
+    (x) => `${ratio(x)} (${int(large!.processor!.rowsPerSecond)} / ${int(large!.baseline!.rowsPerSecond)})`))
+  const fleet = r.fleet
+  const [smallFleet, largeFleet] = o.fleetDevices
+  const flat = (x: number) => Math.abs(x - 1) <= WITHIN
+  out.push(check(asked("fleet"), "fleet-cpu", `worker CPU/row, ${int(largeFleet)} ÷ ${int(smallFleet)} devices`, "within 15 %",
+    fleet?.cpuRatio, flat,
+    (x) => `${ratio(x)} (${micros(fleet!.large.consumerCpuMicrosPerRow)} / ${micros(fleet!.small.consumerCpuMicrosPerRow)} µs)`))
+  out.push(check(asked("fleet"), "fleet-rate", `rows/s, ${int(largeFleet)} ÷ ${int(smallFleet)} devices`, "within 15 %",
+    fleet?.rateRatio, flat,
+    (x) => `${ratio(x)} (${int(fleet!.large.rowsPerSecond)} / ${int(fleet!.small.rowsPerSecond)})`))
+  const settings = [...o.workerNodeFlags, ...Object.entries(o.workerEnv).map(([k, v]) => `${k}=${v}`)]
+  out.push(check(asked("rss") && !o.skipRss, "rss", `peak RSS, ${int(o.rssN)} backlog / ${int(o.rssDevices)} devices`, "≤ 200 MiB, default settings",
+    o.skipRss ? null : r.rss?.peakRssMiB, (x) => x <= 200,
+    (x) => `${x.toFixed(0)} MiB (${int(r.rss!.rowsPerSecond)} rows/s${settings.length > 0 ? `; with ${settings.join(" ")}` : ""})`))
+  for (const rate of r.latencyRates?.rates ?? []) {
+    const p = r.latency?.find((l) => l.consumer === "processor" && l.rate === rate)
+    const b = r.latency?.find((l) => l.consumer === "baseline" && l.rate === rate)
+    const near = rate === r.latencyRates?.nearMaxRate ? " (near the baseline's max)" : ""
+    out.push(check(true, `latency-${rate}`, `latency p99 @${int(rate)}/s${near}, processor ÷ baseline`, "≤ 1",
+      p && b ? p.p99Ms / b.p99Ms : null, (x) => x <= 1,
+      (x) => `${ratio(x)} (${ms(p!.p99Ms)} / ${ms(b!.p99Ms)} ms; p50 ${ms(p!.p50Ms)} vs ${ms(b!.p50Ms)}; sent ${int(p!.load.achievedRate)} / ${int(b!.load.achievedRate)}/s)`))
+  }
+  for (const [rate, bound] of [[2000, 20], [20000, 250]] as const) {
+    const p = r.latency?.find((l) => l.consumer === "processor" && l.rate === rate)
+    if (p === undefined && !(r.latencyRates?.rates.includes(rate) ?? false)) continue
+    out.push(check(true, `latency-abs-${rate}`, `latency p50/p95/p99/max @${int(rate)}/s, processor`, `p99 ≤ ${bound} ms (README)`,
+      p?.p99Ms, (x) => x <= bound,
+      () => `${ms(p!.p50Ms)} / ${ms(p!.p95Ms)} / ${ms(p!.p99Ms)} / ${ms(p!.maxMs)} ms`))
+  }
+  const scale = r.scale
+  out.push(check(asked("e2e", "scale"), "scale", `drain rows/s, ${o.processes} processes ÷ 1`, "> 1",
+    scale?.ratioToOne, (x) => x > 1,
+    (x) => `${ratio(x)} (${int(scale!.rowsPerSecond)} / ${int(e2e!.rowsPerSecond)})`))
+  return out
+}
+
+/** Figures that are not targets themselves but explain them. */
+const figures = (o: Options, r: Results): Array<[string, string]> => {
+  const rows: Array<[string, string]> = []
+  const limit = r.writeLimit
+  if (limit) {
+    rows.push([`write limit (rows/s), ${BATCH.toLocaleString("en-US")}/batch`,
+      `${int(limit.rowsPerSecond)} (${limit.variants.map((v) => `${v.concurrency}c${v.returning ? "+RET" : ""} ${int(v.rowsPerSecond)}`).join(", ")})`])
+  }
+  const drained: Array<[string, DrainResult | undefined]> = [
+    [`processor @${int(o.n)}`, r.e2e],
+    [`baseline @${int(o.n)}`, r.baseline],
+    [`${o.processes} processes @${int(o.n)}`, r.scale],
+    [`processor @${int(o.n)}, ${int(o.fleetDevices[0])} devices`, r.fleet?.small],
+    [`processor @${int(o.n)}, ${int(o.fleetDevices[1])} devices`, r.fleet?.large],
+    [`processor @${int(o.largeN)}`, r.large?.processor],
+    [`baseline @${int(o.largeN)}`, r.large?.baseline],
+    [`processor, RSS run`, r.rss]
+  ]
+  for (const [what, d] of drained) {
+    if (d === undefined) continue
+    rows.push([`${what}: rows/s, CPU µs/row worker + PostgreSQL, peak RSS`,
+      `${int(d.rowsPerSecond)}, ${micros(d.consumerCpuMicrosPerRow)} + ${micros(d.postgresCpuMicrosPerRow)}, ${d.peakRssMiB.toFixed(0)} MiB` +
+      ` (${d.avgRowsPerTransaction.toFixed(0)} rows/txn${limit ? `, ${ratio(d.rowsPerSecond / limit.rowsPerSecond)} of the limit` : ""})`])
   }
   for (const l of r.latency ?? []) {
-    const target = l.rate <= 2000 ? 20 : 250
-    rows.push([
-      `latency p50/p95/p99/max (ms) @${int(l.rate)}/s`,
-      `${ms(l.p50Ms)} / ${ms(l.p95Ms)} / ${ms(l.p99Ms)} / ${ms(l.maxMs)}${mark(l.rate <= 2000 || l.rate >= 20000 ? l.p99Ms <= target : undefined)} (sent ${int(l.load.achievedRate)}/s)`,
-      l.rate <= 2000 ? "p99 ≤ 20 ms" : l.rate >= 20000 ? "p99 ≤ 250 ms" : ""
-    ])
+    rows.push([`latency p50/p95/p99/max @${int(l.rate)}/s, ${l.consumer}`,
+      `${ms(l.p50Ms)} / ${ms(l.p95Ms)} / ${ms(l.p99Ms)} / ${ms(l.maxMs)} ms (sent ${int(l.load.achievedRate)}/s, max backlog ${int(l.load.maxBacklog)})`])
   }
-  const rss = r.rss
-  rows.push([
-    `peak RSS backlog ${int(o.rssN)} / ${int(o.rssDevices)} devices`,
-    rss
-      ? `${rss.peakRssMiB.toFixed(0)} MiB${mark(rss.peakRssMiB <= 200)} (e2e ${int(rss.rowsPerSecond)} rows/s, ratio ${rss.ratioToLimit?.toFixed(2) ?? "–"})`
-      : o.skipRss ? "skipped" : "–",
-    "≤ 200 MiB"
-  ])
-  const idle = r.latency?.[0]?.idleRssMiB
-  if (e2e || idle !== undefined) {
-    rows.push([
-      "worker RSS: idle / peak during e2e",
-      `${idle === undefined ? "–" : `${idle.toFixed(0)} MiB`} / ${e2e ? `${e2e.peakRssMiB.toFixed(0)} MiB` : "–"}`,
-      ""
-    ])
-  }
-  const widths = [0, 1, 2].map((i) => Math.max(...rows.map((row) => row[i]!.length), ["figure", "value", "target"][i]!.length))
+  const idle = r.latency?.find((l) => l.consumer === "processor")?.idleRssMiB
+  if (idle !== undefined) rows.push(["worker RSS idle", `${idle.toFixed(0)} MiB`])
+  return rows
+}
+
+const markdown = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
   const line = (cells: ReadonlyArray<string>) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`
-  return [line(["figure", "value", "target"]), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.map(line)].join("\n")
+  return [line(header), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.map(line)].join("\n")
+}
+
+const report = (o: Options, r: Results): string => {
+  const verdict = (ok: boolean | null) => (ok === null ? "–" : ok ? "✓" : "✗")
+  return [
+    markdown(["target (issue #11)", "value", "target", ""], r.checks.filter((c) => c.requested || c.ok !== null).map((c) => [c.figure, c.value, c.target, verdict(c.ok)])),
+    "",
+    markdown(["figure", "value"], figures(o, r))
+  ].join("\n")
 }
 
 const main = async () => {
@@ -257,6 +378,7 @@ const main = async () => {
       loadAtStart: load(),
       options: { ...o, only: [...o.only] }
     },
+    checks: [],
     errors: []
   }
   let interrupted = false
@@ -281,12 +403,13 @@ const main = async () => {
   }
   results.meta["finishedAt"] = new Date().toISOString()
   results.meta["loadAtEnd"] = load()
+  results.checks = checks(o, results)
 
   await mkdir(RESULTS_DIR, { recursive: true })
   const file = join(RESULTS_DIR, `${stamp}.json`)
   await writeFile(file, JSON.stringify(results, null, 2))
   if (results.profile) process.stdout.write(`\n${formatProfile(results.profile)}\n`)
-  process.stdout.write(`\n${table(o, results)}\n\nload average start ${(results.meta["loadAtStart"] as Array<number>).join(" ")}, ` +
+  process.stdout.write(`\n${report(o, results)}\n\nload average start ${(results.meta["loadAtStart"] as Array<number>).join(" ")}, ` +
     `end ${(results.meta["loadAtEnd"] as Array<number>).join(" ")}; results: ${file}\n`)
   if (results.errors.length > 0) {
     process.stdout.write(`\n${results.errors.length} figure(s) failed:\n${results.errors.map((e) => `  ${e.figure}: ${e.message.split("\n")[0]}`).join("\n")}\n`)
