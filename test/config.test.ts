@@ -38,6 +38,35 @@ describe("settings", () => {
       expect(Option.isNone(s.otlpEndpoint)).toBe(true)
       expect(s.serviceName).toBe("processor")
       expect(millis(s.pgStatementTimeout)).toBe(60_000)
+      expect(s.maxPayloadBytes).toBe(32_768)
+      expect(millis(s.maxFutureSkew)).toBe(24 * 3_600_000)
+      expect(s.deviceStateMaxBytes).toBe(64 * 1024 * 1024)
+      expect(Option.isNone(s.streamRetention)).toBe(true)
+      expect(Option.isNone(s.dlqMaxLen)).toBe(true)
+      expect(Option.isNone(s.httpHost)).toBe(true)
+    }))
+
+  it.effect("parses this round's settings: durations as operators write them, retention, caps, bind address", () =>
+    Effect.gen(function*() {
+      const s = yield* load([
+        ["MAX_PAYLOAD_BYTES", "16384"],
+        ["MAX_FUTURE_SKEW", "0"],
+        ["STREAM_RETENTION", "1h30m"],
+        ["DLQ_MAXLEN", "100000"],
+        ["HTTP_HOST", "127.0.0.1"],
+        ["DEVICE_STATE_MAX_BYTES", "1048576"]
+      ])
+      expect(s.maxPayloadBytes).toBe(16_384)
+      expect(millis(s.maxFutureSkew)).toBe(0)
+      expect(s.streamRetention.pipe(Option.map(millis))).toEqual(Option.some(5_400_000))
+      expect(s.dlqMaxLen).toEqual(Option.some(100_000))
+      expect(s.httpHost).toEqual(Option.some("127.0.0.1"))
+      expect(s.deviceStateMaxBytes).toBe(1_048_576)
+      expect(millis((yield* load([["MAX_FUTURE_SKEW", "7d"]])).maxFutureSkew)).toBe(7 * 86_400_000)
+      for (const [key, value] of [["STREAM_RETENTION", "0"], ["STREAM_RETENTION", "1 hour"], ["MAX_FUTURE_SKEW", "-1h"], ["DLQ_MAXLEN", "0"]] as const) {
+        const error = yield* Effect.flip(load([[key, value]]))
+        expect(describeConfigError(error), `${key}=${value}`).toMatch(new RegExp(`^invalid configuration: ${key}: `))
+      }
     }))
 
   it.effect("parses overrides", () =>

@@ -11,6 +11,7 @@ import {
   type Position,
   unstorable
 } from "../src/position/Position.js"
+import { MAX_ATTRIBUTES } from "../src/position/Position.js"
 import { readKey, RowEncoder } from "../src/writer/copyBinary.js"
 
 /** The decoders' positions; their attributes' stored JSON is checked in the properties below. */
@@ -742,10 +743,19 @@ describe("hostile shapes: never a throw, always a short reason", () => {
   })
 
   it("name at most five of many bad attributes, on one short line", () => {
-    const attributes = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [String(i), [i]]))
+    const attributes = Object.fromEntries(Array.from({ length: MAX_ATTRIBUTES }, (_, i) => [String(i), [i]]))
     const message = leftOf(decodePosition(JSON.stringify(withField("attributes", attributes))))
     expect(message.split("; ")).toHaveLength(5)
     expect(message.length).toBeLessThan(1_300)
+  })
+
+  it("refuse more than MAX_ATTRIBUTES attributes before looking at their values, valid or not", () => {
+    for (const value of [1, null]) {
+      const attributes = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [String(i), value]))
+      expect(leftOf(decodePosition(JSON.stringify(withField("attributes", attributes))))).toBe(`attributes: more than ${MAX_ATTRIBUTES} attributes`)
+    }
+    const atLimit = Object.fromEntries(Array.from({ length: MAX_ATTRIBUTES }, (_, i) => [String(i), i]))
+    expect(decodePosition(JSON.stringify(withField("attributes", atLimit)))._tag).toBe("Right")
   })
 })
 
@@ -787,10 +797,10 @@ describe("decodeEntry", () => {
     expect(Either.isRight(at("2026-05-02T10:00:00.000Z"))).toBe(true)
     const reason = reasonOf(at("2026-05-02T10:00:00.001Z"))
     expect(reason).toStrictEqual(Reason.Invalid({
-      message: "timestamp: 2026-05-02T10:00:00.001Z is 1d 1ms ahead of the time Redis accepted the entry " +
+      message: "timestamp: 2026-05-02T10:00:00.001Z is 1d 1s ahead of the time Redis accepted the entry " +
         "(2026-05-01T10:00:00.000Z), more than MAX_FUTURE_SKEW=1d"
     }))
-    expect(render(reasonOf(at("2080-01-01T00:00:00Z")))).toMatch(/^timestamp: 2080-01-01T00:00:00\.000Z is .* ahead .* MAX_FUTURE_SKEW=1d$/)
+    expect(render(reasonOf(at("2080-01-01T00:00:00Z")))).toMatch(/^timestamp: 2080-01-01T00:00:00\.000Z is (\d+[dhms] ?)+ ahead .* MAX_FUTURE_SKEW=1d$/)
     // 0 turns the check off; an id not of the form <ms>-<seq> gives no time to compare with.
     expect(Either.isRight(at("2080-01-01T00:00:00Z", NOW, 0))).toBe(true)
     expect(Either.isRight(decodeEntry({ id: "custom", payload: JSON.stringify(withField("timestamp", "2080-01-01T00:00:00Z")) }, limits))).toBe(true)

@@ -132,6 +132,28 @@ describe("DeviceState", () => {
       expect((yield* newest(unchecked, "dev-1"))?.timestamp.toISOString()).toBe("2080-01-01T00:00:00.000Z")
     }))
 
+  it.effect("holds at most about DEVICE_STATE_MAX_BYTES: devices with large attributes are fewer, not bigger", () =>
+    Effect.gen(function*() {
+      const none = Layer.succeed(LatestPositions, LatestPositions.of({ latest: () => Effect.succeed(new Map()) }))
+      const state = yield* DeviceState.make(10_000, Duration.zero, 1024 * 1024).pipe(Effect.provide(none))
+      const big = "y".repeat(60_000)
+      const large = (id: string) => {
+        const o = observed(id, "2026-05-01T10:00:00Z")
+        return { ...o, attributesJson: JSON.stringify({ note: big }) }
+      }
+      yield* state.update(Array.from({ length: 100 }, (_, i) => large(`big-${i}`)))
+      // About 120 KiB each (two bytes a character): eight fit in 1 MiB.
+      expect(yield* state.size).toBeLessThanOrEqual(8)
+      expect(yield* state.size).toBeGreaterThanOrEqual(4)
+      // Small devices take the room back; a device whose newest position grows is counted at its new size.
+      yield* state.update(Array.from({ length: 500 }, (_, i) => observed(`small-${i}`, "2026-05-01T10:00:00Z")))
+      const before = yield* state.size
+      expect(before).toBeGreaterThan(400)
+      yield* state.update([{ ...large("small-499"), position: { ...large("small-499").position, timestamp: new Date("2026-05-01T10:00:01Z") } }])
+      expect(Option.isSome(yield* state.get("small-499"))).toBe(true)
+      expect(yield* state.size).toBeLessThan(before)
+    }))
+
   it.effect("evicts the least recently seen device beyond capacity and counts evictions", () =>
     Effect.gen(function*() {
       const none = Layer.succeed(LatestPositions, LatestPositions.of({ latest: () => Effect.succeed(new Map()) }))

@@ -194,6 +194,25 @@ describe("DeadLetters against Redis", () => {
       expect(yield* Effect.promise(() => redis.xlen(keys.dlqKey))).toBe(0)
     }))
 
+  it.scopedLive("an original field named like a bookkeeping one is the producer's: shown apart, re-published", () =>
+    Effect.gen(function*() {
+      const { redis, keys } = yield* setup
+      // The worker's layout: the entry's own fields, then its trailing block of bookkeeping fields.
+      const id = yield* Effect.promise(() =>
+        redis.xadd(keys.dlqKey, "*", "payload", "garbage", "reason", "FAKE", "error", "FAKE-ERR", "source_id", "0-1",
+          "error", "payload: not valid JSON", "reason", "invalid", "source_id", "7-0", "consumer", "c", "failed_at", "2026-05-01T00:00:00.000Z"))
+      const [entry] = (yield* DeadLetters.list(redis, keys.dlqKey, { order: "oldest" })).entries
+      expect(DeadLetters.fieldText(entry!, "reason")).toBe("invalid")
+      expect(DeadLetters.fieldText(entry!, "source_id")).toBe("7-0")
+      expect(DeadLetters.fieldText(entry!, "error")).toBe("payload: not valid JSON")
+      expect(DeadLetters.originalFields(entry!).map(([name, value]) => [name, value.toString()])).toEqual([
+        ["payload", "garbage"], ["reason", "FAKE"], ["error", "FAKE-ERR"], ["source_id", "0-1"]
+      ])
+      yield* DeadLetters.replay(redis, keys, DeadLetters.Selection.Ids({ ids: [id!] }))
+      const replayed = yield* Effect.promise(() => redis.xrange(keys.sourceKey, "-", "+"))
+      expect(replayed.map(([, fields]) => fields)).toEqual([["payload", "garbage", "reason", "FAKE", "error", "FAKE-ERR", "source_id", "0-1"]])
+    }))
+
   it.scopedLive("purge --dry-run counts what purge would remove and removes nothing", () =>
     Effect.gen(function*() {
       const { redis, keys } = yield* setup

@@ -331,6 +331,8 @@ describe("HTTP endpoints of a running worker", () => {
       // Unauthorized even for a device that does not exist: the answer does not tell which ids are known.
       expect((yield* get(port, "/devices/nobody")).status).toBe(401)
       expect((yield* get(port, "/devices/nobody", auth)).status).toBe(404)
+      // An id no stored position can have is simply unknown, not a database error.
+      expect((yield* get(port, "/devices/v10%00x", auth)).status).toBe(404)
       expect((yield* get(port, "/devices/dev-other", auth)).status).toBe(200)
       expect(json(yield* get(port, "/devices/dev-ooo", auth))).toMatchObject({ source: "memory" })
 

@@ -1,3 +1,4 @@
+import { BATCH_MAX_BYTES } from "../src/pipeline/Pipeline.js"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Layer, Option, Ref, TestClock } from "effect"
 import * as Pipeline from "../src/pipeline/Pipeline.js"
@@ -90,6 +91,21 @@ describe("Pipeline", () => {
       expect(batches.every((b) => b.length >= 1 && b.length <= 3)).toBe(true)
       expect(batches.flat().map((p) => p.device_id)).toEqual(entries.map((_, i) => `dev-${i}`))
       expect((yield* consumer.acked).length).toBe(10)
+    }))
+
+  it.effect("keeps a batch under BATCH_MAX_BYTES of encoded rows: large records make smaller batches", () =>
+    Effect.gen(function*() {
+      const { consumer, writer, run } = yield* setup({ BATCH_SIZE: 5000, MAX_PAYLOAD_BYTES: 1_000_000 })
+      // 200 records of about 60 KB each: 12 MB, three or more batches of at most 4 MiB (plus the row that crosses it).
+      const big = "x".repeat(60_000)
+      const entries = Array.from({ length: 200 }, (_, i) => entry(position(`dev-${i}`, "2026-05-01T10:00:00.000Z", { attributes: { note: big } })))
+      yield* consumer.read(entries)
+      yield* consumer.end
+      yield* run
+      const batches = yield* writer.batches
+      expect(batches.length).toBeGreaterThanOrEqual(3)
+      for (const b of batches) expect(b.length * 60_000).toBeLessThan(BATCH_MAX_BYTES + 61_000)
+      expect(batches.flat().length).toBe(200)
     }))
 
   it.effect("with BATCH_MAX_WAIT_MS, a partial batch waits for the timer", () =>

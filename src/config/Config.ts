@@ -44,6 +44,8 @@ export interface Settings {
   readonly readCount: number
   readonly readBlock: Duration.Duration
   readonly deviceStateCapacity: number
+  /** About how much memory the device state may take, in bytes; devices beyond it are evicted like beyond the capacity. */
+  readonly deviceStateMaxBytes: number
   readonly claimInterval: Duration.Duration
   readonly claimIdle: Duration.Duration
   readonly maxDeliveries: number
@@ -69,6 +71,9 @@ export interface Settings {
   /** PostgreSQL's statement_timeout for the worker's sessions. */
   readonly pgStatementTimeout: Duration.Duration
 }
+
+const positiveInteger = (name: string) =>
+  Config.integer(name).pipe(Config.validate({ message: "Expected a positive integer", validation: (n) => n > 0 }))
 
 const positive = (name: string, fallback: number) =>
   Config.integer(name).pipe(
@@ -96,13 +101,16 @@ export const parseDurationText = (text: string): number | undefined => {
   return Number.isSafeInteger(ms) ? ms : undefined
 }
 
-const duration = (name: string) =>
+// A duration variable; `positive`: zero is refused too. The key is named in the error, as for the built-in configs.
+const duration = (name: string, positive = false) =>
   Config.string(name).pipe(
     Config.mapOrFail((text) => {
       const ms = parseDurationText(text.trim())
-      return ms === undefined
-        ? Either.left(ConfigError.InvalidData([], `Expected a duration such as 30s, 15m, 24h or 7d, received ${JSON.stringify(text.slice(0, 40))}`))
-        : Either.right(Duration.millis(ms))
+      if (ms === undefined) {
+        return Either.left(ConfigError.InvalidData([], `Expected a duration such as 30s, 15m, 24h or 7d, received ${JSON.stringify(text.slice(0, 40))}`))
+      }
+      if (positive && ms === 0) return Either.left(ConfigError.InvalidData([], "Expected a duration above zero such as 1h"))
+      return Either.right(Duration.millis(ms))
     })
   )
 
@@ -227,19 +235,16 @@ export const settings: Config.Config<Settings> = Config.all({
   readCount: positive("READ_COUNT", 2000),
   readBlock: millis("READ_BLOCK_MS", 2000),
   deviceStateCapacity: positive("DEVICE_STATE_CAPACITY", 10_000),
+  deviceStateMaxBytes: positive("DEVICE_STATE_MAX_BYTES", 64 * 1024 * 1024),
   claimInterval: millis("CLAIM_INTERVAL_MS", 10_000),
   claimIdle: millis("CLAIM_IDLE_MS", 30_000),
   maxDeliveries: positive("MAX_DELIVERIES", 5),
   consumerIdleDelete: millis("CONSUMER_IDLE_DELETE_MS", 3_600_000),
   retryMaxBackoff: millis("RETRY_MAX_BACKOFF_MS", 5_000),
-  maxPayloadBytes: positive("MAX_PAYLOAD_BYTES", 65_536),
+  maxPayloadBytes: positive("MAX_PAYLOAD_BYTES", 32_768),
   maxFutureSkew: duration("MAX_FUTURE_SKEW").pipe(Config.withDefault(Duration.hours(24))),
-  streamRetention: Config.option(duration("STREAM_RETENTION").pipe(
-    Config.validate({ message: "Expected a duration above zero such as 1h", validation: (d) => Duration.toMillis(d) > 0 })
-  )),
-  dlqMaxLen: Config.option(Config.integer("DLQ_MAXLEN").pipe(
-    Config.validate({ message: "Expected a positive integer", validation: (n) => n > 0 })
-  )),
+  streamRetention: Config.option(duration("STREAM_RETENTION", true)),
+  dlqMaxLen: Config.option(positiveInteger("DLQ_MAXLEN")),
   logLevel: Config.string("LOG_LEVEL").pipe(
     Config.mapOrFail((text) => {
       const level = LOG_LEVELS[text.toLowerCase()]

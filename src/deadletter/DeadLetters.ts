@@ -21,7 +21,9 @@ export class InvalidDuration extends Data.TaggedError("InvalidDuration")<{
 
 /**
  * Fields the worker adds when it dead-letters an entry (human `error`, machine `reason`, the entry's `source_id`,
- * the `consumer` and `failed_at`). Every other field is the original entry's: replay re-publishes those.
+ * the `consumer` and `failed_at`), after every field of the original entry. They are the trailing block: an
+ * original field with one of these names (a producer's own `error`) stays an original field, shown and
+ * re-published as such, and never taken for the worker's.
  */
 export const bookkeepingFields: ReadonlyArray<string> = ["error", "reason", "source_id", "consumer", "failed_at"]
 
@@ -33,15 +35,33 @@ export interface DeadLetter {
   readonly fields: ReadonlyArray<readonly [name: string, value: Buffer]>
 }
 
-/** The first value of field `name` as UTF-8 text; undefined when the entry has no such field. */
-export const fieldText = (entry: DeadLetter, name: string): string | undefined =>
-  entry.fields.find(([field]) => field === name)?.[1].toString("utf8")
-
 const bookkeeping = new Set(bookkeepingFields)
 
-/** The fields replay re-publishes: all but the bookkeeping ones, in stream order. */
+/** How many fields at the end of the entry are the worker's: each bookkeeping name at most once, from the end. */
+const bookkeepingCount = (fields: ReadonlyArray<readonly [string, Buffer]>): number => {
+  const seen = new Set<string>()
+  let n = 0
+  for (let i = fields.length - 1; i >= 0; i--) {
+    const name = fields[i]![0]
+    if (!bookkeeping.has(name) || seen.has(name)) break
+    seen.add(name)
+    n++
+  }
+  return n
+}
+
+/**
+ * The value of field `name` as UTF-8 text; undefined when the entry has no such field. A bookkeeping name is
+ * looked up in the worker's trailing block, never among the original fields.
+ */
+export const fieldText = (entry: DeadLetter, name: string): string | undefined => {
+  const from = bookkeeping.has(name) ? entry.fields.length - bookkeepingCount(entry.fields) : 0
+  return entry.fields.slice(from).find(([field]) => field === name)?.[1].toString("utf8")
+}
+
+/** The fields replay re-publishes: every original field, in stream order (all but the trailing bookkeeping block). */
 export const originalFields = (entry: DeadLetter): ReadonlyArray<readonly [string, Buffer]> =>
-  entry.fields.filter(([name]) => !bookkeeping.has(name))
+  entry.fields.slice(0, entry.fields.length - bookkeepingCount(entry.fields))
 
 export type Order = "newest" | "oldest"
 
@@ -161,21 +181,26 @@ export const list = Effect.fn("DeadLetters.list")(function*(redis: Redis, dlqKey
 // (an error in redis.call aborts the script), there is no window in which it sits in both streams,
 // and two operators replaying at once cannot both re-publish it (the second finds it gone).
 // Lua strings are byte strings, so binary values come back unchanged. ARGV[1] is the id, the rest
-// name the bookkeeping fields, which stay behind. Returns -1 when no original field has a value.
+// name the bookkeeping fields: the trailing block of them (each name once, from the end) stays behind, as in
+// originalFields. Returns -1 when no original field has a value.
 const moveScript = `
 local entry = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #entry == 0 then return 0 end
-local skip = {}
-for i = 2, #ARGV do skip[ARGV[i]] = true end
+local names = {}
+for i = 2, #ARGV do names[ARGV[i]] = true end
 local fields = entry[1][2]
+local last = #fields
+local seen = {}
+while last >= 2 and names[fields[last - 1]] and not seen[fields[last - 1]] do
+  seen[fields[last - 1]] = true
+  last = last - 2
+end
 local out = {}
 local any = false
-for i = 1, #fields - 1, 2 do
-  if not skip[fields[i]] then
-    out[#out + 1] = fields[i]
-    out[#out + 1] = fields[i + 1]
-    if fields[i + 1] ~= '' then any = true end
-  end
+for i = 1, last - 1, 2 do
+  out[#out + 1] = fields[i]
+  out[#out + 1] = fields[i + 1]
+  if fields[i + 1] ~= '' then any = true end
 end
 if not any then return -1 end
 redis.call('XADD', KEYS[2], '*', unpack(out))

@@ -45,8 +45,15 @@ export const quote = (text: string): string => {
   return JSON.stringify(head)
 }
 
-/** The dead-letter stream's `error` field: one line for the operator. */
-export const render: (reason: Reason) => string = Reason.$match({
+/** The longest `error` field: one line, whatever the reason holds. */
+export const ERROR_LIMIT = 500
+
+const cut = (text: string): string => (text.length > ERROR_LIMIT ? text.slice(0, ERROR_LIMIT - 1) + "…" : text)
+
+/** The dead-letter stream's `error` field: one line for the operator, at most ERROR_LIMIT characters. */
+export const render = (reason: Reason): string => cut(renderFull(reason))
+
+const renderFull: (reason: Reason) => string = Reason.$match({
   Invalid: ({ message }) => message,
   TooLarge: ({ bytes, limit }) => `payload: ${bytes} bytes, more than MAX_PAYLOAD_BYTES=${limit}; not parsed`,
   Rejected: ({ message }) => `rejected by the database: ${message}`,

@@ -11,6 +11,7 @@ import { ProcessorConfig } from "../config/Config.js"
 import { Health } from "../observability/Health.js"
 import { Prometheus } from "../observability/Telemetry.js"
 import { type Device, DeviceState, type LastPosition } from "../state/DeviceState.js"
+import { unstorable } from "../position/Position.js"
 import { LatestPositions } from "../state/LatestPositions.js"
 
 // The operations endpoints, on one port (HTTP_PORT):
@@ -80,7 +81,8 @@ export const router = Effect.gen(function*() {
 
   // A device not in memory (never seen by this process, or evicted) is answered from its newest stored row.
   const fromTable = (id: string) =>
-    latest([id]).pipe(
+    // An id no position can have (U+0000, a lone surrogate) is not asked of the database, which would refuse it.
+    unstorable(id) !== undefined ? Effect.succeed(notFound) : latest([id]).pipe(
       Effect.map((rows) => rows.get(id)),
       Effect.map((row) =>
         row === undefined

@@ -8,6 +8,7 @@ import {
   decodeStrict,
   EARLIEST_TIMESTAMP_MS,
   FORBIDDEN_ATTRIBUTE,
+  MAX_ATTRIBUTES,
   parseInstant,
   type Position,
   unstorable
@@ -38,8 +39,9 @@ const fastAttributes = (u: unknown, owned: boolean): readonly [Record<string, At
   let first = true
   let sentinels: Array<string> | undefined
   let resolved: Array<AttributeValue> | undefined
+  let count = 0
   for (const key in source) {
-    if (key === FORBIDDEN_ATTRIBUTE) return undefined
+    if (key === FORBIDDEN_ATTRIBUTE || ++count > MAX_ATTRIBUTES) return undefined
     // Cached for names seen before, which are known to be valid; undefined for an invalid name.
     const opening = checkedMemberOpening(key, first)
     if (opening === undefined) return undefined
@@ -163,7 +165,9 @@ const acceptedAt = (id: string): number => {
   return NaN
 }
 
-const human = (ms: number): string => Duration.format(Duration.millis(ms))
+// Whole seconds, rounded up (so "more than" reads true): a difference of dates far apart formatted to the
+// nanosecond shows floating-point leftovers.
+const human = (ms: number): string => Duration.format(Duration.seconds(Math.ceil(ms / 1000)))
 
 /**
  * One stream entry: its position, or why it is dead-lettered: TooLarge (payload above `maxPayloadBytes`,
@@ -172,13 +176,14 @@ const human = (ms: number): string => Duration.format(Duration.millis(ms))
  */
 export const decodeEntry = (entry: StreamEntry, limits: Limits): Either.Either<Decoded, Reason> => {
   const payload = entry.payload
+  // First: the size of bytes that are not UTF-8 cannot be told from their decoded text.
+  if (entry.invalidUtf8 === true) {
+    return Either.left(Reason.Invalid({ message: "payload: not valid UTF-8 (its bytes cannot be read as text without changing them)" }))
+  }
   // UTF-8 takes at most three bytes per UTF-16 unit: only a long payload needs its bytes counted.
   if (payload !== undefined && payload.length * 3 > limits.maxPayloadBytes) {
     const bytes = Buffer.byteLength(payload, "utf8")
     if (bytes > limits.maxPayloadBytes) return Either.left(Reason.TooLarge({ bytes, limit: limits.maxPayloadBytes }))
-  }
-  if (entry.invalidUtf8 === true) {
-    return Either.left(Reason.Invalid({ message: "payload: not valid UTF-8 (its bytes cannot be read as text without changing them)" }))
   }
   const decoded = decodePayload(payload)
   if (decoded._tag === "Left") return Either.left(Reason.Invalid({ message: decoded.left }))

@@ -36,7 +36,16 @@ interface MutableDevice {
   position_count_session: number
   /** Whether the newest stored row has been read. Until it has, every read that holds the device tries again. */
   hydrated: boolean
+  /** What the cache counts this device as (`footprint`), as of its last `set`. */
+  bytes: number
 }
+
+/**
+ * Roughly what one device costs in memory, in whole KiB so that it changes rarely: the cache is told again
+ * only when it does. Strings count two bytes a character; the rest of the record a few hundred bytes.
+ */
+const footprint = (deviceId: string, last: LastPosition | undefined): number =>
+  1024 * Math.ceil((320 + 2 * (deviceId.length + (last === undefined ? 0 : last.attributesJson.length))) / 1024)
 
 /** A (device_id, ts) key: the device and the record's time in milliseconds since the epoch. */
 export interface PositionKey {
@@ -81,10 +90,12 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
   readonly size: Effect.Effect<number>
 }>() {
   /**
-   * `capacity`: devices kept in memory (least recently seen evicted first). `maxFutureSkew`: stored rows
-   * further than this ahead of now are ignored by hydration (MAX_FUTURE_SKEW; zero: no limit).
+   * `capacity`: devices kept in memory (least recently seen evicted first); `maxBytes`: and at most about
+   * this much memory (DEVICE_STATE_MAX_BYTES: a fleet whose records carry large attributes keeps fewer devices,
+   * never more memory). `maxFutureSkew`: stored rows further than this ahead of now are ignored by hydration
+   * (MAX_FUTURE_SKEW; zero: no limit).
    */
-  static readonly make = (capacity: number, maxFutureSkew: Duration.DurationInput = Duration.zero) =>
+  static readonly make = (capacity: number, maxFutureSkew: Duration.DurationInput = Duration.zero, maxBytes = 64 * 1024 * 1024) =>
     Effect.gen(function*() {
       const { latest } = yield* LatestPositions
       const skewMs = Duration.toMillis(maxFutureSkew)
@@ -94,10 +105,22 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
       // the key it was asked about. Readers (HTTP) get copies.
       const devices = new LRUCache<string, MutableDevice>({
         max: capacity,
+        maxSize: maxBytes,
+        sizeCalculation: (device) => device.bytes,
         dispose: (_value, _key, reason) => {
           if (reason === "evict") evicted++
         }
       })
+      const put = (id: string, device: MutableDevice) => {
+        device.bytes = footprint(id, device.last_position)
+        // lru-cache recounts a size only when the value is another object: the same one is taken out first.
+        if (devices.peek(id) === device) devices.delete(id)
+        devices.set(id, device)
+      }
+      // After the device's newest position changed: the cache is told its new size only when it moved.
+      const resized = (id: string, device: MutableDevice) => {
+        if (footprint(id, device.last_position) !== device.bytes) put(id, device)
+      }
 
       const newestStored = (ids: ReadonlyArray<string>) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => latest(ids, skewMs > 0 ? new Date(now + skewMs) : undefined))
@@ -138,11 +161,12 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
               const hydrated = !failedSet.has(id)
               const row = stored.get(id)
               if (known === undefined) {
-                devices.set(id, { last_position: row, last_seen_at: now, position_count_session: 0, hydrated })
+                put(id, { last_position: row, last_seen_at: now, position_count_session: 0, hydrated, bytes: 0 })
               } else if (hydrated) {
                 known.hydrated = true
                 if (row !== undefined && (known.last_position === undefined || row.timestamp.getTime() > known.last_position.timestamp.getTime())) {
                   known.last_position = row
+                  resized(id, known)
                 }
               }
             }
@@ -153,12 +177,14 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
             let device = devices.get(p.device_id)
             if (device === undefined) {
               // Only when one chunk holds more distinct devices than the capacity.
-              device = { last_position: undefined, last_seen_at: now, position_count_session: 0, hydrated: false }
-              devices.set(p.device_id, device)
+              device = { last_position: undefined, last_seen_at: now, position_count_session: 0, hydrated: false, bytes: 0 }
+              put(p.device_id, device)
             }
             const last = device.last_position
-            if (last === undefined || p.timestamp.getTime() > last.timestamp.getTime()) device.last_position = lastPosition(r)
-            else if (p.timestamp.getTime() < last.timestamp.getTime()) late++
+            if (last === undefined || p.timestamp.getTime() > last.timestamp.getTime()) {
+              device.last_position = lastPosition(r)
+              resized(p.device_id, device)
+            } else if (p.timestamp.getTime() < last.timestamp.getTime()) late++
             device.last_seen_at = now
             device.position_count_session++
           }
@@ -178,13 +204,16 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
           for (const key of keys) {
             const device = devices.peek(key.deviceId)
             // Checked again after the query: a newer record may have arrived meanwhile, and then it stands.
-            if (device !== undefined && holds(key)) device.last_position = stored.get(key.deviceId)
+            if (device !== undefined && holds(key)) {
+              device.last_position = stored.get(key.deviceId)
+              resized(key.deviceId, device)
+            }
           }
         })
 
       const get = (deviceId: string) =>
         Effect.sync(() =>
-          Option.map(Option.fromNullable(devices.peek(deviceId)), ({ hydrated: _, ...d }): Device => d)
+          Option.map(Option.fromNullable(devices.peek(deviceId)), ({ bytes: _b, hydrated: _h, ...d }): Device => d)
         )
 
       return DeviceState.of({ update, reconcile, get, size: Effect.sync(() => devices.size) })
@@ -192,6 +221,6 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
 
   static readonly layer = Layer.effect(
     DeviceState,
-    Effect.flatMap(ProcessorConfig, (c) => DeviceState.make(c.deviceStateCapacity, c.maxFutureSkew))
+    Effect.flatMap(ProcessorConfig, (c) => DeviceState.make(c.deviceStateCapacity, c.maxFutureSkew, c.deviceStateMaxBytes))
   )
 }
