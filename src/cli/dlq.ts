@@ -177,8 +177,8 @@ const replay = Command.make(
     }).pipe(Effect.scoped)
 ).pipe(
   Command.withDescription(
-    "Re-publish entries to the source stream (REDIS_STREAM) with every original field (all but error, reason, " +
-      "source_id, consumer, failed_at) and remove them from the dead-letter stream, one atomic script per entry. " +
+    "Re-publish entries to the source stream (REDIS_STREAM) with every original field (all but the worker's own " +
+      "error, reason, source_id, consumer, failed_at at the end) and remove them from the dead-letter stream, one atomic script per entry. " +
       "Entries with no original field that has a value are skipped and stay. Unknown ids are reported (exit 1)."
   )
 )
