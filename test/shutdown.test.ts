@@ -118,6 +118,9 @@ describe("shutdown", () => {
 
       worker.process.kill("SIGTERM")
       yield* waitUntil("readiness to say draining", Effect.map(readyz(port), (r) => r.status === 503 && r.body.checks.consumer === "draining"), 10_000)
+      // Repeated signals (a process-group kill, Ctrl-C twice) do not cut the drain short.
+      worker.process.kill("SIGTERM")
+      worker.process.kill("SIGINT")
       // Still stuck in the state stage, entries still pending: the worker is draining, not gone.
       expect(yield* hydrationWaiting(t)).toBe(true)
       expect(worker.process.exitCode).toBe(null)

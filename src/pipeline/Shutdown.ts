@@ -37,6 +37,21 @@ export class DrainTimeout extends Data.TaggedError("DrainTimeout")<{
   }
 }
 
+const ignoreRepeatedSignals = (): () => void => {
+  let told = false
+  const ignore = (signal: NodeJS.Signals) => {
+    if (told) return
+    told = true
+    process.stderr.write(`${JSON.stringify({ message: `${signal} ignored: already draining (bounded by SHUTDOWN_TIMEOUT_MS)`, logLevel: "WARN" })}\n`)
+  }
+  process.on("SIGTERM", ignore)
+  process.on("SIGINT", ignore)
+  return () => {
+    process.off("SIGTERM", ignore)
+    process.off("SIGINT", ignore)
+  }
+}
+
 /**
  * Runs the pipeline until it ends by itself or the caller is interrupted (what SIGTERM/SIGINT do to the
  * main fiber). On interruption it does not interrupt the pipeline: readiness turns "draining", the stop is
@@ -50,19 +65,9 @@ export const runUntilStopped = <A, E, R, R2>(pipeline: Effect.Effect<A, E, R>, p
     const shutdown = yield* Shutdown
     const health = yield* Health
     const { shutdownTimeout } = yield* ProcessorConfig
-    return yield* Effect.uninterruptibleMask((restore) =>
-      Effect.gen(function*() {
-        // A daemon: an interruption of this fiber reaches its children at once, and the pipeline must
-        // rather see the stop request and finish what it read.
-        const fiber = yield* Effect.forkDaemon(restore(pipeline))
-        yield* health.setStatus("running")
-        const ended = yield* Effect.exit(restore(Fiber.await(fiber)))
-        // The pipeline ended by itself (a failure: it reads for ever otherwise).
-        if (Exit.isSuccess(ended)) return yield* ended.value
 
-        yield* health.setStatus("draining")
-        yield* shutdown.request
-        yield* Effect.logInfo("stop requested: reading stopped; writing and acknowledging what was read")
+    const drain = (fiber: Fiber.RuntimeFiber<A, E>) =>
+      Effect.gen(function*() {
         // Interruptible: this runs after an interruption, and a wait that cannot be interrupted ignores its timeout.
         const drained = yield* Effect.interruptible(Fiber.await(fiber)).pipe(Effect.timeoutOption(shutdownTimeout))
         if (Option.isSome(drained)) {
@@ -77,6 +82,25 @@ export const runUntilStopped = <A, E, R, R2>(pipeline: Effect.Effect<A, E, R>, p
         const timeout = new DrainTimeout({ timeout: shutdownTimeout, pending: left })
         yield* Effect.logFatal(timeout.message)
         return yield* Effect.die(timeout)
+      })
+
+    return yield* Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function*() {
+        // A daemon: an interruption of this fiber reaches its children at once, and the pipeline must
+        // rather see the stop request and finish what it read.
+        const fiber = yield* Effect.forkDaemon(restore(pipeline))
+        yield* health.setStatus("running")
+        const ended = yield* Effect.exit(restore(Fiber.await(fiber)))
+        // The pipeline ended by itself (a failure: it reads for ever otherwise).
+        if (Exit.isSuccess(ended)) return yield* ended.value
+
+        yield* health.setStatus("draining")
+        yield* shutdown.request
+        yield* Effect.logInfo("stop requested: reading stopped; writing and acknowledging what was read")
+        // runMain listens for the first SIGTERM/SIGINT only; a second one (a process-group kill, `timeout`, tini -g,
+        // Ctrl-C twice) would end the process mid-drain. The drain is bounded by SHUTDOWN_TIMEOUT_MS anyway.
+        const stopIgnoring = ignoreRepeatedSignals()
+        return yield* drain(fiber).pipe(Effect.ensuring(Effect.sync(stopIgnoring)))
       })
     ).pipe(Effect.ensuring(health.setStatus("stopped")))
   })
