@@ -161,6 +161,16 @@ describe("servers that refuse the worker at start", () => {
       expect(complaints(worker.output()).fatal).toEqual([expect.stringMatching(/^Redis at redis:\/\/127\.0\.0\.1:\d+ refused the credentials: NOAUTH/)])
     }), 30_000)
 
+  it.scopedLive("a Redis database the server does not have: exit 78, one line naming it, never database 0 instead", () =>
+    Effect.gen(function*() {
+      const t = yield* testEnvironment
+      const worker = yield* spawnWorker({ ...t.env, REDIS_URL: "redis://127.0.0.1:6379/99" })
+      expect(yield* awaitExit(worker)).toEqual({ code: 78, signal: null })
+      expect(complaints(worker.output()).fatal).toEqual([expect.stringMatching(/^REDIS_URL: Redis at redis:\/\/127\.0\.0\.1:6379\/99 has no database 99: .*DB index is out of range/)])
+      // Nothing was read from database 0 in its place.
+      expect(yield* Effect.promise(() => t.redis.exists(t.stream))).toBe(0)
+    }), 30_000)
+
   it.scopedLive("a busy HTTP_PORT: exit 1, one line naming the port, no stack", () =>
     Effect.gen(function*() {
       const port = yield* busyPort

@@ -192,6 +192,12 @@ const connect = (url: Redacted.Redacted, role: string, deadline: Duration.Durati
           resume(Effect.fail(new StartFailed({ message: `Redis at ${options.address} refused the credentials: ${error.message}`, exitCode: ExitCode.noPermission })))
           return
         }
+        // SELECT of a database the server does not have: ioredis would carry on in database 0, reading and
+        // acknowledging another database's stream of the same name.
+        if (/DB index is out of range/i.test(error.message)) {
+          resume(Effect.fail(new StartFailed({ message: `REDIS_URL: Redis at ${options.address} has no database ${options.db}: ${error.message}`, exitCode: ExitCode.config })))
+          return
+        }
         if (code === waitingOn) return
         waitingOn = code
         log(Effect.logWarning(`waiting for Redis at ${options.address}: ${code}: ${error.message}`).pipe(
