@@ -14,6 +14,7 @@ export interface StreamEntry {
 /**
  * An entry that will not be retried, and why. The dead-letter copy takes every field of the entry from the
  * stream itself (in the same atomic step as its XACK), so records on their way need not carry their payload.
+ * What the dead-letter stream then holds is DeadLetters.ts's DeadLetterEntry.
  */
 export interface DeadLetter {
   readonly id: string

@@ -1,5 +1,5 @@
 import { Chunk, Clock, Data, Effect, Either, Option, Stream } from "effect"
-import type { Redis } from "ioredis"
+import type { Redis as IORedis } from "ioredis"
 
 export class RedisCommandError extends Data.TaggedError("RedisCommandError")<{
   readonly command: string
@@ -25,7 +25,11 @@ export class InvalidDuration extends Data.TaggedError("InvalidDuration")<{
  */
 export const bookkeepingFields: ReadonlyArray<string> = ["error", "reason", "source_id", "consumer", "failed_at"]
 
-export interface DeadLetter {
+/**
+ * One entry of the dead-letter stream as stored there (what `dlq list` shows). The worker's side, a request
+ * to dead-letter an entry for a reason, is Consumer.ts's DeadLetter.
+ */
+export interface DeadLetterEntry {
   readonly id: string
   /** Milliseconds part of the entry id: when the entry was dead-lettered. */
   readonly timestamp: number
@@ -34,13 +38,13 @@ export interface DeadLetter {
 }
 
 /** The first value of field `name` as UTF-8 text; undefined when the entry has no such field. */
-export const fieldText = (entry: DeadLetter, name: string): string | undefined =>
+export const fieldText = (entry: DeadLetterEntry, name: string): string | undefined =>
   entry.fields.find(([field]) => field === name)?.[1].toString("utf8")
 
 const bookkeeping = new Set(bookkeepingFields)
 
 /** The fields replay re-publishes: all but the bookkeeping ones, in stream order. */
-export const originalFields = (entry: DeadLetter): ReadonlyArray<readonly [string, Buffer]> =>
+export const originalFields = (entry: DeadLetterEntry): ReadonlyArray<readonly [string, Buffer]> =>
   entry.fields.filter(([name]) => !bookkeeping.has(name))
 
 export type Order = "newest" | "oldest"
@@ -55,7 +59,7 @@ export interface ListOptions {
 }
 
 export interface Listing {
-  readonly entries: ReadonlyArray<DeadLetter>
+  readonly entries: ReadonlyArray<DeadLetterEntry>
   readonly total: number
 }
 
@@ -100,7 +104,7 @@ const command = <A>(name: string, run: () => Promise<A>) =>
 
 type Replies = Array<[error: Error | null, result: unknown]>
 
-const exec = (name: string, batch: ReturnType<Redis["pipeline"]>) =>
+const exec = (name: string, batch: ReturnType<IORedis["pipeline"]>) =>
   command(name, () => batch.exec()).pipe(
     Effect.flatMap((replies): Effect.Effect<Replies, RedisCommandError> =>
       replies === null
@@ -111,7 +115,7 @@ const exec = (name: string, batch: ReturnType<Redis["pipeline"]>) =>
 
 const timestampOf = (id: string): number => Number(id.slice(0, id.indexOf("-")))
 
-const toDeadLetter = ([rawId, raw]: [Buffer, Array<Buffer>]): DeadLetter => {
+const toEntry = ([rawId, raw]: [Buffer, Array<Buffer>]): DeadLetterEntry => {
   const id = rawId.toString("latin1")
   const fields: Array<readonly [string, Buffer]> = []
   for (let i = 0; i + 1 < raw.length; i += 2) fields.push([raw[i]!.toString("utf8"), raw[i + 1]!])
@@ -119,13 +123,13 @@ const toDeadLetter = ([rawId, raw]: [Buffer, Array<Buffer>]): DeadLetter => {
 }
 
 /** XLEN of the dead-letter stream (0 when it does not exist). */
-export const count = (redis: Redis, dlqKey: string) => command("XLEN", () => redis.xlen(dlqKey))
+export const count = (redis: IORedis, dlqKey: string) => command("XLEN", () => redis.xlen(dlqKey))
 
 /**
  * The entries in `order`, up to `limit`, read a page at a time, so listing a large DLQ (or all of it) never
  * holds it in memory. Entries added or removed meanwhile may or may not show, as with any cursor.
  */
-export const entries = (redis: Redis, dlqKey: string, options: ListOptions): Stream.Stream<DeadLetter, RedisCommandError> => {
+export const entries = (redis: IORedis, dlqKey: string, options: ListOptions): Stream.Stream<DeadLetterEntry, RedisCommandError> => {
   const pageSize = Math.max(1, options.pageSize ?? defaultPageSize)
   const newest = options.order === "newest"
   const name = newest ? "XREVRANGE" : "XRANGE"
@@ -133,13 +137,13 @@ export const entries = (redis: Redis, dlqKey: string, options: ListOptions): Str
     { cursor: newest ? "+" : "-", remaining: options.limit ?? Number.POSITIVE_INFINITY },
     ({ cursor, remaining }) =>
       Effect.gen(function*() {
-        if (remaining <= 0) return [Chunk.empty<DeadLetter>(), Option.none()] as const
+        if (remaining <= 0) return [Chunk.empty<DeadLetterEntry>(), Option.none()] as const
         const count = Math.min(pageSize, remaining)
         const page = yield* command(name, () =>
           newest
             ? redis.xrevrangeBuffer(dlqKey, cursor, "-", "COUNT", count)
             : redis.xrangeBuffer(dlqKey, cursor, "+", "COUNT", count))
-        const chunk = Chunk.fromIterable(page.map(toDeadLetter))
+        const chunk = Chunk.fromIterable(page.map(toEntry))
         const last = page.length === count ? Chunk.last(chunk) : Option.none()
         // Exclusive bounds ("(id") continue after the last entry of the page.
         return [
@@ -151,7 +155,7 @@ export const entries = (redis: Redis, dlqKey: string, options: ListOptions): Str
 }
 
 /** The first `limit` entries in `order`, collected, and the stream's length (read just before). */
-export const list = Effect.fn("DeadLetters.list")(function*(redis: Redis, dlqKey: string, options: ListOptions) {
+export const list = Effect.fn("DeadLetters.list")(function*(redis: IORedis, dlqKey: string, options: ListOptions) {
   const total = yield* count(redis, dlqKey)
   const page = yield* Stream.runCollect(entries(redis, dlqKey, options))
   return { entries: Chunk.toReadonlyArray(page), total } satisfies Listing
@@ -201,7 +205,7 @@ export const isStreamId = (text: string): boolean => {
  * Fails with InvalidStreamId before anything moves, or ReplayFailed (with the count already moved) on a Redis error.
  */
 export const replay = Effect.fn("DeadLetters.replay")(function*(
-  redis: Redis,
+  redis: IORedis,
   keys: Keys,
   selection: Selection,
   options?: {
@@ -272,7 +276,7 @@ export const replay = Effect.fn("DeadLetters.replay")(function*(
  * and removes nothing.
  */
 export const purgeOlderThan = Effect.fn("DeadLetters.purgeOlderThan")(function*(
-  redis: Redis,
+  redis: IORedis,
   dlqKey: string,
   olderThanMs: number,
   options?: { readonly dryRun?: boolean; readonly pageSize?: number }

@@ -10,7 +10,8 @@ import { Data, Effect, Layer, Option, Redacted } from "effect"
 import { ProcessorConfig } from "../config/Config.js"
 import { Health } from "../observability/Health.js"
 import { Prometheus } from "../observability/Telemetry.js"
-import { type Device, DeviceState, type LastPosition } from "../state/DeviceState.js"
+import { DeviceState, type DeviceView } from "../state/DeviceState.js"
+import type { LastPosition } from "../state/LastPosition.js"
 import { LatestPositions } from "../state/LatestPositions.js"
 
 // The operations endpoints, on one port (HTTP_PORT):
@@ -50,7 +51,7 @@ const lastPositionJson = ({ attributesJson, device_id: _, timestamp, ...fields }
  * since it started, or hydrated it) or "table" (not in memory: its newest row in positions; then
  * last_seen_at is null and position_count_session 0).
  */
-export const deviceJson = (deviceId: string, device: Device, source: "memory" | "table" = "memory"): string =>
+export const deviceJson = (deviceId: string, device: DeviceView, source: "memory" | "table" = "memory"): string =>
   `{"device_id":${JSON.stringify(deviceId)},"source":"${source}",` +
   `"last_position":${device.last_position === undefined ? "null" : lastPositionJson(device.last_position)},` +
   `"last_seen_at":${source === "table" ? "null" : JSON.stringify(device.last_seen_at.toISOString())},` +

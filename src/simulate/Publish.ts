@@ -1,5 +1,5 @@
 import { Data, Effect } from "effect"
-import type { Redis } from "ioredis"
+import type { Redis as IORedis } from "ioredis"
 
 export class PublishError extends Data.TaggedError("PublishError")<{
   readonly stream: string
@@ -18,7 +18,7 @@ export class PublishError extends Data.TaggedError("PublishError")<{
  * entry ids follow the order of `payloads`. Succeeds with the number published; fails with PublishError.
  */
 export const publish = Effect.fn("Publish.publish")(function*(
-  redis: Redis,
+  redis: IORedis,
   stream: string,
   payloads: ReadonlyArray<string>,
   batchSize: number = 1000

@@ -1,6 +1,6 @@
 import { Context, Effect, Layer } from "effect"
 import { Pg, type PgError } from "../postgres/Pg.js"
-import type { LastPosition } from "./DeviceState.js"
+import type { LastPosition } from "./LastPosition.js"
 
 /** The newest stored position of each device: what a device's state starts from after a restart. */
 export class LatestPositions extends Context.Tag("processor/LatestPositions")<LatestPositions, {
