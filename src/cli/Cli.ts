@@ -4,6 +4,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, ConfigError, Console, Data, Duration, Effect, Exit, Option, Redacted, Schedule } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { describeConfigError } from "../config/Config.js"
+import { messageOf } from "../ErrorMessage.js"
 
 // What the command-line tools share: exit codes, the Redis connection, progress on stderr, terminal-safe text.
 
@@ -24,8 +25,7 @@ export class RedisUnavailable extends Data.TaggedError("RedisUnavailable")<{ rea
 
 /** The message of an Error or the text of anything else, cut to one line of at most 200 characters. */
 export const describe = (cause: unknown): string => {
-  const text = cause instanceof Error ? cause.message : String(cause)
-  const line = text.split("\n")[0]!
+  const line = messageOf(cause).split("\n")[0]!
   return line.length > 200 ? `${line.slice(0, 199)}…` : line
 }
 

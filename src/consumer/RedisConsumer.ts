@@ -4,6 +4,7 @@ import type { Redis as IORedis } from "ioredis"
 import * as Backoff from "../Backoff.js"
 import { ProcessorConfig } from "../config/Config.js"
 import * as Reason from "../deadletter/Reason.js"
+import { messageOf } from "../ErrorMessage.js"
 import * as Metrics from "../observability/Metrics.js"
 import { Consumer, type DeadLetter, type StreamEntry, type WriteFailure } from "./Consumer.js"
 import { Progress } from "../observability/Progress.js"
@@ -136,7 +137,7 @@ const defineScripts = (client: IORedis) => {
   }
 }
 
-const isNoGroup = (error: RedisError) => String(error.cause).includes("NOGROUP")
+const isNoGroup = (error: RedisError) => messageOf(error.cause).includes("NOGROUP")
 
 export const make = Effect.gen(function*() {
   const { client, reader } = yield* Redis

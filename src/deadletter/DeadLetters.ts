@@ -1,5 +1,6 @@
 import { Chunk, Clock, Data, Effect, Either, Option, Stream } from "effect"
 import type { Redis as IORedis } from "ioredis"
+import { streamIdTime } from "../consumer/Consumer.js"
 
 export class RedisCommandError extends Data.TaggedError("RedisCommandError")<{
   readonly command: string
@@ -113,13 +114,11 @@ const exec = (name: string, batch: ReturnType<IORedis["pipeline"]>) =>
     )
   )
 
-const timestampOf = (id: string): number => Number(id.slice(0, id.indexOf("-")))
-
 const toEntry = ([rawId, raw]: [Buffer, Array<Buffer>]): DeadLetterEntry => {
   const id = rawId.toString("latin1")
   const fields: Array<readonly [string, Buffer]> = []
   for (let i = 0; i + 1 < raw.length; i += 2) fields.push([raw[i]!.toString("utf8"), raw[i + 1]!])
-  return { id, timestamp: timestampOf(id), fields }
+  return { id, timestamp: streamIdTime(id), fields }
 }
 
 /** XLEN of the dead-letter stream (0 when it does not exist). */

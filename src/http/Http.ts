@@ -8,6 +8,7 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Data, Effect, Layer, Option, Redacted } from "effect"
 import { ProcessorConfig } from "../config/Config.js"
+import { messageOf } from "../ErrorMessage.js"
 import { Health } from "../observability/Health.js"
 import { Prometheus } from "../observability/Telemetry.js"
 import { DeviceState, type DeviceView } from "../state/DeviceState.js"
@@ -24,8 +25,7 @@ import { LatestPositions } from "../state/LatestPositions.js"
 
 export class HttpListenError extends Data.TaggedError("HttpListenError")<{ readonly port: number; readonly cause: unknown }> {
   override get message() {
-    const cause = this.cause instanceof Error ? this.cause.message : String(this.cause)
-    return `cannot listen on HTTP_PORT ${this.port}: ${cause}`
+    return `cannot listen on HTTP_PORT ${this.port}: ${messageOf(this.cause)}`
   }
 }
 

@@ -1,6 +1,6 @@
 import { Chunk, Clock, Duration, Effect, Metric, Sink, Stream } from "effect"
 import { ProcessorConfig } from "../config/Config.js"
-import { Consumer, type DeadLetter, type StreamEntry, type WriteFailure } from "../consumer/Consumer.js"
+import { Consumer, type DeadLetter, type StreamEntry, streamIdTime, type WriteFailure } from "../consumer/Consumer.js"
 import { Reason, render } from "../deadletter/Reason.js"
 import * as Metrics from "../observability/Metrics.js"
 import { Progress } from "../observability/Progress.js"
@@ -25,9 +25,6 @@ const toPositionKey = (row: CopyRow): PositionKey => {
   const { deviceId, ms } = readKey(row)
   return { deviceId, ms }
 }
-
-/** Milliseconds in a stream entry id ("<ms>-<seq>"): when Redis accepted the entry. */
-const entryTime = (id: string): number => Number(id.slice(0, id.indexOf("-")))
 
 /**
  * The processor: read → decode (invalid → dead letters) → device state → domain stage → batch → write → ack.
@@ -107,7 +104,7 @@ export const run = Effect.gen(function*() {
             ackIds.push(record.id)
             {
               // An id in the future (explicit, or every `*` id after one) would make lag negative: counted, clamped.
-              const lagMs = committed - entryTime(record.id)
+              const lagMs = committed - streamIdTime(record.id)
               if (lagMs < 0) future++
               Metrics.lag.unsafeUpdate(Math.max(0, lagMs) / 1000, [])
             }

@@ -3,6 +3,7 @@ import { Context, Data, Duration, Effect, Layer, Option, Redacted, Ref } from "e
 import pg from "pg"
 import * as Backoff from "../Backoff.js"
 import { ProcessorConfig } from "../config/Config.js"
+import { messageOf } from "../ErrorMessage.js"
 import { ExitCode, StartFailed } from "../ExitCode.js"
 import { Health } from "../observability/Health.js"
 import * as Metrics from "../observability/Metrics.js"
@@ -19,7 +20,7 @@ export class PgError extends Data.TaggedError("PgError")<{
   }
   override get message() {
     const state = this.sqlstate
-    return `${this.op}: ${describe(this.cause)}${state ? ` (SQLSTATE ${state})` : ""}`
+    return `${this.op}: ${messageOf(this.cause)}${state ? ` (SQLSTATE ${state})` : ""}`
   }
 }
 
@@ -79,11 +80,9 @@ const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE
 const isConnectionTrouble = (cause: unknown): boolean => {
   const code = (cause as { code?: unknown })?.code
   if (typeof code === "string" && NETWORK_CODES.has(code)) return true
-  const message = cause instanceof Error ? cause.message : String(cause)
+  const message = messageOf(cause)
   return /connect|terminat|timeout|timed out|closed|socket|ended unexpectedly/i.test(message) && !/after calling end/i.test(message)
 }
-
-const describe = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
 export interface PgService {
   readonly pool: pg.Pool
