@@ -99,5 +99,7 @@ export const run = runUntilStopped(Pipeline.run, ownPending).pipe(
   Effect.onExit((exit) =>
     Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) && exitCodeOf(exit) === 0
       ? Effect.logInfo("processor stopped")
-      : Effect.void)
+      : Effect.void),
+  // Every line says which stream, group and consumer it is about, as fields a log search can filter on.
+  (inner) => Effect.flatMap(ProcessorConfig, ({ consumer, group, stream }) => Effect.annotateLogs(inner, { stream, group, consumer }))
 )

@@ -438,6 +438,7 @@ describe("the worker process", () => {
       const worker = yield* spawnWorker({
         ...t.env,
         HTTP_PORT: 0,
+        HTTP_HOST: "127.0.0.1",
         LOG_LEVEL: "debug",
         OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(sink.address() as AddressInfo).port}`,
         OTEL_SERVICE_NAME: "processor-http-test"
@@ -445,6 +446,9 @@ describe("the worker process", () => {
       yield* waitForLog(worker, "processor ready", 60_000)
       const port = Number(/"http listening on port (\d+)"/.exec(worker.output())?.[1])
       expect(port).toBeGreaterThan(0)
+      // HTTP_HOST: bound to that address only.
+      const listening = worker.output().split("\n").find((l) => l.includes("http listening on port"))!
+      expect(JSON.parse(listening)).toMatchObject({ annotations: { host: "127.0.0.1" } })
       expect((yield* get(port, "/healthz")).status).toBe(200)
 
       yield* publish(t.redis, t.stream, [JSON.stringify(position("dev-traced", "2026-05-01T10:00:00.000Z"))])
@@ -453,6 +457,11 @@ describe("the worker process", () => {
       const { annotations } = JSON.parse(line) as { annotations: Record<string, string> }
       expect(annotations["trace_id"]).toMatch(/^[0-9a-f]{32}$/)
       expect(annotations["span_id"]).toMatch(/^[0-9a-f]{16}$/)
+      // Every line carries the stream, group and consumer as fields; the start says how many entries it replayed.
+      expect(annotations).toMatchObject({ stream: t.stream, group: t.group })
+      expect(typeof annotations["consumer"]).toBe("string")
+      const replay = worker.output().split("\n").find((l) => l.includes("own pending entries replayed"))!
+      expect(JSON.parse(replay)).toMatchObject({ message: "0 own pending entries replayed; reading new entries", annotations: { replayed: 0 } })
 
       worker.process.kill("SIGTERM")
       const exit = yield* Effect.promise(() => worker.exited)

@@ -47,11 +47,12 @@ describe("shutdown", () => {
       const waiting = Effect.promise(() =>
         t.pool.query<{ n: number }>(
           `SELECT count(*)::int AS n FROM pg_stat_activity
-           WHERE datname = $1 AND application_name = 'processor' AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO positions%'`,
+           WHERE datname = $1 AND application_name = 'processor' AND wait_event_type = 'Lock'
+             AND (query LIKE 'COPY positions%' OR query LIKE 'INSERT INTO positions%')`,
           [t.db.name]
         )
       ).pipe(Effect.map((r) => r.rows[0]!.n > 0))
-      yield* waitUntil("the worker's INSERT waiting for the lock", waiting, 30_000)
+      yield* waitUntil("the worker's write waiting for the lock", waiting, 30_000)
       const inFlight = Number(((yield* Effect.promise(() => t.redis.xpending(t.stream, t.group))) as [number])[0])
       // Every valid entry is in that write (the invalid ones are dead-lettered on the way).
       expect(inFlight).toBe(payloads.filter((p) => decodePayload(p)._tag === "Right").length)

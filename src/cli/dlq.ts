@@ -4,7 +4,7 @@ import { redisSettings } from "../config/Config.js"
 import * as DeadLetters from "../deadletter/DeadLetters.js"
 import { connectRedis, describe, Failure, footer, printable, progress, runMain, truncate, UsageError, version } from "./Cli.js"
 
-// npm run dlq -- list | replay | purge: inspect and repair the dead-letter stream.
+// pnpm dlq list | replay | purge: inspect and repair the dead-letter stream.
 
 const connect = Effect.gen(function*() {
   const config = yield* redisSettings

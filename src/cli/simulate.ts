@@ -4,7 +4,7 @@ import { redisSettings } from "../config/Config.js"
 import * as Simulation from "../simulate/Simulation.js"
 import { connectRedis, Failure, footer, progress, runMain, version } from "./Cli.js"
 
-// npm run simulate -- --devices N --rate HZ --duration S [...]: a fleet publishing positions to the stream in real time.
+// pnpm simulate --devices N --rate HZ --duration S [...]: a fleet publishing positions to the stream in real time.
 
 const within = (name: string, valid: (n: number) => boolean, expected: string) =>
   Options.filterMap((n: number) => (valid(n) ? Option.some(n) : Option.none()), `--${name} must be ${expected}`)

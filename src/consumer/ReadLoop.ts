@@ -44,6 +44,8 @@ interface State {
   /** "own": re-reading this consumer's own unacknowledged entries after a start. */
   readonly phase: "own" | "new"
   readonly ownCursor: string
+  /** Own pending entries handed out in this pass of the "own" phase. */
+  readonly replayed: number
   readonly claimCursor: string
   /** Clock milliseconds. */
   readonly claimDueAt: number
@@ -67,10 +69,12 @@ export const entries = (reads: GroupReads, timing: Timing): Stream.Stream<Stream
       if (state.phase === "own") {
         const read = yield* reads.readOwn(state.ownCursor)
         if (read.cursor === state.ownCursor) {
-          yield* Effect.logInfo("own pending entries replayed; reading new entries")
+          yield* Effect.logInfo(`${state.replayed} own pending entries replayed; reading new entries`).pipe(
+            Effect.annotateLogs({ replayed: state.replayed })
+          )
           return [[], { ...state, phase: "new" as const }] as const
         }
-        return [read.entries, { ...state, ownCursor: read.cursor }] as const
+        return [read.entries, { ...state, ownCursor: read.cursor, replayed: state.replayed + read.entries.length }] as const
       }
       const now = yield* Clock.currentTimeMillis
       if (now >= state.claimDueAt) {
@@ -98,7 +102,7 @@ export const entries = (reads: GroupReads, timing: Timing): Stream.Stream<Stream
         Effect.catchAll((error) =>
           reads.onError(error).pipe(
             Effect.zipRight(Effect.ignore(retry.next(error))),
-            Effect.as([[], { ...state, phase: "own" as const, ownCursor: "0" }] as const)
+            Effect.as([[], { ...state, phase: "own" as const, ownCursor: "0", replayed: 0 }] as const)
           )
         ),
         Effect.map(([chunk, next]) => Option.some([Chunk.unsafeFromArray(chunk as Array<StreamEntry>), next] as const))
@@ -107,6 +111,7 @@ export const entries = (reads: GroupReads, timing: Timing): Stream.Stream<Stream
     return Stream.unfoldChunkEffect<State, StreamEntry, never, never>({
       phase: "own",
       ownCursor: "0",
+      replayed: 0,
       claimCursor: "0-0",
       claimDueAt: now + claimEvery,
       cleanupDueAt: now + cleanupEvery

@@ -146,7 +146,9 @@ export const layer = Layer.unwrapEffect(
       // No span per request: probes and scrapes every few seconds would drown the pipeline's traces.
       HttpServer.serve(app).pipe(HttpMiddleware.withTracerDisabledWhen(() => true)),
       Layer.effectDiscard(HttpServer.addressWith((address) =>
-        Effect.logInfo(address._tag === "TcpAddress" ? `http listening on ${address.hostname} port ${address.port}` : `http listening on ${address.path}`)
+        address._tag === "TcpAddress"
+          ? Effect.logInfo(`http listening on port ${address.port}`).pipe(Effect.annotateLogs({ host: address.hostname }))
+          : Effect.logInfo(`http listening on ${address.path}`)
       ))
     ).pipe(Layer.provide(server))
   })
