@@ -42,7 +42,7 @@ const onDatabase = (capacity: number, skew: Duration.DurationInput = Duration.ze
   Effect.gen(function*() {
     const db = yield* freshDatabase
     const pool = yield* testPool(db.url)
-    const infrastructure = Pg.sqlLayer.pipe(Layer.provideMerge(Pg.layer), Layer.provide(configLayer({ POSTGRES_URL: db.url })))
+    const infrastructure = Pg.layer.pipe(Layer.provide(configLayer({ POSTGRES_URL: db.url })))
     const context = yield* Layer.build(LatestPositions.layer.pipe(Layer.provideMerge(infrastructure)))
     yield* migrate.pipe(Effect.provide(context))
     const state = yield* DeviceState.make(capacity, skew).pipe(Effect.provide(context))
