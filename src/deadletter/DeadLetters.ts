@@ -1,5 +1,6 @@
 import { Chunk, Clock, Data, Effect, Either, Option, Stream } from "effect"
 import type { Redis as IORedis } from "ioredis"
+import { parseDurationText } from "../config/Config.js"
 import { streamIdTime } from "../consumer/Consumer.js"
 
 export class RedisCommandError extends Data.TaggedError("RedisCommandError")<{
@@ -300,24 +301,18 @@ export const purgeOlderThan = Effect.fn("DeadLetters.purgeOlderThan")(function*(
   return { removed, cutoff } satisfies PurgeResult
 })
 
-const durationPattern = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/
-const second = 1000
-const minute = 60 * second
-const hour = 60 * minute
-const day = 24 * hour
-
-/** "30s", "15m", "12h", "7d", or combined largest unit first ("1h30m"), to milliseconds. */
+/**
+ * "30s", "15m", "12h", "7d", or combined largest unit first ("1h30m"), to milliseconds: the form of the worker's
+ * duration variables (Config.parseDurationText), without their bare "0": `--older-than` takes a unit.
+ */
 export const parseDuration = (text: string): Either.Either<number, InvalidDuration> => {
-  const match = durationPattern.exec(text)
-  if (text === "" || match === null) return Either.left(new InvalidDuration({ text }))
-  const [, d, h, m, s] = match
-  const ms = Number(d ?? 0) * day + Number(h ?? 0) * hour + Number(m ?? 0) * minute + Number(s ?? 0) * second
-  return Number.isSafeInteger(ms) ? Either.right(ms) : Either.left(new InvalidDuration({ text }))
+  const ms = text === "0" ? undefined : parseDurationText(text)
+  return ms === undefined ? Either.left(new InvalidDuration({ text })) : Either.right(ms)
 }
 
 /** The two largest units: "42s", "3m12s", "2h", "2h5m", "4d", "4d3h". */
 export const formatAge = (ms: number): string => {
-  const total = Math.max(0, Math.floor(ms / second))
+  const total = Math.max(0, Math.floor(ms / 1000))
   const units: ReadonlyArray<readonly [string, number]> = [
     ["d", Math.floor(total / 86400)],
     ["h", Math.floor(total / 3600) % 24],
