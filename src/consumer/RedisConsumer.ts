@@ -165,7 +165,7 @@ export const make = Effect.gen(function*() {
 
   const createGroup = call("XGROUP CREATE", () => client.xgroup("CREATE", stream, group, "0", "MKSTREAM")).pipe(
     Effect.as(true),
-    Effect.catchIf((e) => String(e.cause).includes("BUSYGROUP"), () => Effect.succeed(false))
+    Effect.catchIf((e) => messageOf(e.cause).includes("BUSYGROUP"), () => Effect.succeed(false))
   )
   if (yield* createGroup) yield* Effect.logInfo(`created consumer group ${group} on stream ${stream}, reading from its start`)
 
