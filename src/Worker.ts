@@ -1,3 +1,4 @@
+import { SqlClient } from "@effect/sql"
 import { Cause, Effect, Exit, Layer, Ref } from "effect"
 import { ProcessorConfig } from "./config/Config.js"
 import { call, Redis } from "./consumer/Redis.js"
@@ -13,7 +14,7 @@ import * as Pipeline from "./pipeline/Pipeline.js"
 import { runUntilStopped, Shutdown } from "./pipeline/Shutdown.js"
 import { migrate } from "./postgres/Migrations.js"
 import * as Retention from "./retention/Retention.js"
-import { awaitReachable, Pg } from "./postgres/Pg.js"
+import { awaitReachable, orPgError, Pg } from "./postgres/Pg.js"
 import { DeviceState } from "./state/DeviceState.js"
 import { LatestPositions } from "./state/LatestPositions.js"
 import { Writer } from "./writer/Writer.js"
@@ -34,12 +35,15 @@ const REFUSALS = /^(28|3D)/
 const Probes = Layer.effectDiscard(Effect.gen(function*() {
   const health = yield* Health
   const { client } = yield* Redis
-  const pg = yield* Pg
+  const sql = yield* SqlClient.SqlClient
   const refused = yield* Ref.make<string | undefined>(undefined)
   yield* health.attach({
     // While the commands connection is down ioredis would queue the PING until it is back: report it as it is.
     redis: Effect.suspend(() => client.status === "ready" ? call("PING", () => client.ping()) : Effect.fail({ message: `connection ${client.status}` })),
-    postgres: pg.query("SELECT 1", "SELECT 1").pipe(
+    // Disconnected: the check answers within Health's second even when cancelling a stuck SELECT 1 takes longer.
+    // Untraced: probes come every few seconds and say nothing a trace needs.
+    postgres: Effect.disconnect(sql`SELECT 1`).pipe(
+      orPgError("SELECT 1"),
       Effect.tapBoth({
         onFailure: (error) => {
           const state = error.sqlstate !== undefined && REFUSALS.test(error.sqlstate) ? error.sqlstate : undefined
@@ -47,7 +51,8 @@ const Probes = Layer.effectDiscard(Effect.gen(function*() {
             state !== undefined && before !== state ? Effect.logError(`PostgreSQL refuses the worker: ${error.message}`) : Effect.void)
         },
         onSuccess: () => Ref.set(refused, undefined)
-      })
+      }),
+      Effect.withTracerEnabled(false)
     )
   })
 }))
@@ -59,7 +64,7 @@ export const layer = Telemetry.layer.pipe(
   then(Health.layer),
   // 3. The pool (no connection yet) and device state (no query until records come: /devices reads it).
   then(Pg.layer),
-  then(Layer.merge(Pg.sqlLayer, DeviceState.layer.pipe(Layer.provideMerge(LatestPositions.layer)))),
+  then(DeviceState.layer.pipe(Layer.provideMerge(LatestPositions.layer))),
   // 4. The HTTP server: probes answer from here on, while the worker waits for the servers and while it
   //    drains; it closes after the server connections.
   then(Http.layer),

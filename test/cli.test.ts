@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { type ChildProcess, spawn } from "node:child_process"
 import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
-import { Redis } from "ioredis"
+import { Redis as IORedis } from "ioredis"
 import { REDIS_URL, uniqueName } from "./support/Integration.js"
 
 // The command-line tools as operators and scripts run them: child processes through tsx, on the real Redis with
@@ -59,7 +59,7 @@ const freePort = () =>
     })
   })
 
-let redis: Redis
+let redis: IORedis
 const keys: Array<string> = []
 const streams = () => {
   const base = uniqueName("test:cli")
@@ -70,7 +70,7 @@ const streams = () => {
 }
 
 beforeAll(() => {
-  redis = new Redis(REDIS_URL)
+  redis = new IORedis(REDIS_URL)
 })
 
 afterAll(async () => {
@@ -239,7 +239,7 @@ describe("simulate", { timeout: 120_000 }, () => {
     const server = spawn("redis-server", ["--port", String(port), "--save", "", "--appendonly", "no"], { stdio: "ignore" })
     const serverExited = new Promise((resolve) => server.once("exit", resolve))
     try {
-      const own = new Redis({ port, lazyConnect: true, retryStrategy: () => null })
+      const own = new IORedis({ port, lazyConnect: true, retryStrategy: () => null })
       // Refused connections while the server starts are expected; without a listener ioredis prints each one.
       own.on("error", () => {})
       await waitFor("redis-server", () => own.connect().then(() => true, () => false))

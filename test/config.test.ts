@@ -127,6 +127,22 @@ describe("settings", () => {
       expect(millis(s.pgStatementTimeout)).toBe(500)
     }))
 
+  it.effect.each([
+    ["trace", LogLevel.Trace],
+    ["DEBUG", LogLevel.Debug],
+    ["Info", LogLevel.Info],
+    ["warn", LogLevel.Warning],
+    ["warning", LogLevel.Warning],
+    ["error", LogLevel.Error],
+    ["fatal", LogLevel.Fatal],
+    ["none", LogLevel.None],
+    ["NONE", LogLevel.None],
+    ["off", LogLevel.None]
+  ] as const)("reads LOG_LEVEL=%s, the README's names and Effect's, in any case", ([text, level]) =>
+    Effect.gen(function*() {
+      expect((yield* load([["LOG_LEVEL", text]])).logLevel).toBe(level)
+    }))
+
   it.effect("accepts the edges of the ranges", () =>
     Effect.gen(function*() {
       const s = yield* load([["HTTP_PORT", "65535"], ["BATCH_SIZE", "1"], ["READ_BLOCK_MS", "1"]])

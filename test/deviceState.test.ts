@@ -5,7 +5,8 @@ import { attributesJson } from "../src/position/attributesJson.js"
 import type { Position } from "../src/position/Position.js"
 import { migrate } from "../src/postgres/Migrations.js"
 import { Pg, PgError } from "../src/postgres/Pg.js"
-import { DeviceState, type LastPosition } from "../src/state/DeviceState.js"
+import { DeviceState } from "../src/state/DeviceState.js"
+import type { LastPosition } from "../src/state/LastPosition.js"
 import { LatestPositions } from "../src/state/LatestPositions.js"
 import { freshDatabase, testPool } from "./support/Integration.js"
 import { configLayer } from "./support/testConfig.js"
@@ -41,7 +42,7 @@ const onDatabase = (capacity: number, skew: Duration.DurationInput = Duration.ze
   Effect.gen(function*() {
     const db = yield* freshDatabase
     const pool = yield* testPool(db.url)
-    const infrastructure = Pg.sqlLayer.pipe(Layer.provideMerge(Pg.layer), Layer.provide(configLayer({ POSTGRES_URL: db.url })))
+    const infrastructure = Pg.layer.pipe(Layer.provide(configLayer({ POSTGRES_URL: db.url })))
     const context = yield* Layer.build(LatestPositions.layer.pipe(Layer.provideMerge(infrastructure)))
     yield* migrate.pipe(Effect.provide(context))
     const state = yield* DeviceState.make(capacity, skew).pipe(Effect.provide(context))

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
-import { Redis } from "ioredis"
+import { Redis as IORedis } from "ioredis"
 import { randomUUID } from "node:crypto"
 import * as DeadLetters from "../src/deadletter/DeadLetters.js"
 
@@ -8,7 +8,7 @@ const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
 
 const connect = Effect.acquireRelease(
   Effect.promise(async () => {
-    const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 })
+    const redis = new IORedis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 })
     await redis.connect()
     return redis
   }),
@@ -25,7 +25,7 @@ const setup = Effect.gen(function*() {
 })
 
 const deadLetter = (
-  redis: Redis,
+  redis: IORedis,
   dlqKey: string,
   entry: { payload?: string | Buffer; error: string; sourceId: string; id?: string }
 ) =>
@@ -45,10 +45,10 @@ const deadLetter = (
     )
   ).pipe(Effect.map((id) => id!))
 
-const ids = (redis: Redis, key: string) =>
+const ids = (redis: IORedis, key: string) =>
   Effect.promise(() => redis.xrange(key, "-", "+")).pipe(Effect.map((entries) => entries.map(([id]) => id)))
 
-const payloads = (redis: Redis, key: string) =>
+const payloads = (redis: IORedis, key: string) =>
   Effect.promise(() => redis.xrangeBuffer(key, "-", "+")).pipe(
     Effect.map((entries) => entries.map(([, fields]) => ({ fields: fields.map((f) => f.toString()), payload: fields[1]! })))
   )

@@ -3,7 +3,7 @@ import type { Reading } from "../src/simulate/Device.js"
 import { drain, emit, makeFleet, nextPositions } from "../src/simulate/Fleet.js"
 import { generatePayloads } from "../src/simulate/Generator.js"
 import { imei, isValidImei } from "../src/simulate/Imei.js"
-import { makePayloadEncoder, toPosition } from "../src/simulate/Payload.js"
+import { makePayloadEncoder, toWirePosition } from "../src/simulate/Payload.js"
 
 const toPayload = makePayloadEncoder()
 const START = new Date("2026-05-01T10:00:00.000Z")
@@ -174,7 +174,7 @@ describe("Generator", () => {
     const { fleet, texts } = run({ devices: 100, seed: 11, duplicates: 0.01, late: 0.05 }, 300)
     expect(texts.length).toBeGreaterThan(29_000)
     const fresh = nextPositions(fleet, START.getTime() + 400_000)
-    const mismatches = fresh.filter((r) => toPayload(r) !== JSON.stringify(toPosition(r)))
+    const mismatches = fresh.filter((r) => toPayload(r) !== JSON.stringify(toWirePosition(r)))
     expect(mismatches).toEqual([])
     const base = fresh[0]!
     const odd: Array<Reading> = [
@@ -186,7 +186,7 @@ describe("Generator", () => {
       { ...base, timestampMs: Date.parse("1999-12-31T23:59:59.999Z"), beaconLength: 4 }
     ]
     for (const reading of odd) {
-      expect(toPayload(reading)).toBe(JSON.stringify(toPosition(reading)))
+      expect(toPayload(reading)).toBe(JSON.stringify(toWirePosition(reading)))
     }
   })
 
@@ -196,7 +196,7 @@ describe("Generator", () => {
     const texts: Array<[string, string]> = []
     for (const offset of [0, 61_000, 3_600_000, 59_999, 86_400_000]) {
       for (const [i, reading] of nextPositions(fleet, START.getTime() + offset).entries()) {
-        texts.push([(i % 2 === 0 ? a : b)(reading), JSON.stringify(toPosition(reading))])
+        texts.push([(i % 2 === 0 ? a : b)(reading), JSON.stringify(toWirePosition(reading))])
       }
     }
     expect(texts.filter(([fast, slow]) => fast !== slow)).toEqual([])

@@ -5,7 +5,7 @@ import { Deferred, Effect, Exit, Fiber, Layer, Logger, LogLevel, Redacted } from
 import pg from "pg"
 import { bearerMatches, deviceJson } from "../src/http/Http.js"
 import { attributesJson } from "../src/position/attributesJson.js"
-import type { LastPosition } from "../src/state/DeviceState.js"
+import type { LastPosition } from "../src/state/LastPosition.js"
 import { generatePayloads } from "../src/simulate/Generator.js"
 import { publish } from "../src/simulate/Publish.js"
 import * as Worker from "../src/Worker.js"

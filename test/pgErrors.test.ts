@@ -1,6 +1,9 @@
+import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Either, Redacted } from "effect"
-import { classify, Pg, PgError, RETRYABLE_ATTEMPTS } from "../src/postgres/Pg.js"
+import { Duration, Effect, Either, Layer, Redacted } from "effect"
+import { classify, orPgError, Pg, PgError, RETRYABLE_ATTEMPTS } from "../src/postgres/Pg.js"
+import { PG_ADMIN_URL } from "./support/Integration.js"
+import { configLayer } from "./support/testConfig.js"
 
 const pgError = (code: string, severity = "ERROR") => Object.assign(new Error(`error ${code}`), { code, severity })
 
@@ -99,5 +102,38 @@ describe("retryTransient", () => {
       const op = failing("22003")
       yield* Effect.either(pg.retryTransient(op.effect))
       expect(op.attempts()).toBe(1)
+    }))
+})
+
+describe("statements through SqlClient (orPgError)", () => {
+  /** `statement` on Pg.layer's SqlClient for POSTGRES_URL=`url`, failed: the PgError it gives. */
+  const failure = (url: string, statement: (sql: SqlClient.SqlClient) => Effect.Effect<unknown, unknown>) =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      return yield* Effect.flip(statement(sql))
+    }).pipe(Effect.provide(Pg.layer.pipe(Layer.provide(configLayer({ POSTGRES_URL: url, PG_POOL_SIZE: 1 })))))
+
+  it.live("a refused value is the data's fault, named by the server's own message", () =>
+    Effect.gen(function*() {
+      const error = yield* failure(PG_ADMIN_URL, (sql) => sql`SELECT ${"x"}::int`.pipe(orPgError("probe")))
+      expect(error).toBeInstanceOf(PgError)
+      const e = error as PgError
+      expect([e.sqlstate, e.kind]).toEqual(["22P02", "data"])
+      // The driver's message, not SqlError's "Failed to execute statement".
+      expect(e.message).toBe(`probe: invalid input syntax for type integer: "x" (SQLSTATE 22P02)`)
+    }))
+
+  it.live("a missing table is systemic", () =>
+    Effect.gen(function*() {
+      const e = (yield* failure(PG_ADMIN_URL, (sql) => sql`SELECT * FROM no_such_table_at_all`.pipe(orPgError("probe")))) as PgError
+      expect([e.sqlstate, e.kind]).toEqual(["42P01", "systemic"])
+    }))
+
+  it.live("a server that refuses the connection is transient, with the network code", () =>
+    Effect.gen(function*() {
+      const e = (yield* failure("postgres://nobody@127.0.0.1:1/none", (sql) => sql`SELECT 1`.pipe(orPgError("connect")))) as PgError
+      expect(e.kind).toBe("transient")
+      expect(e.sqlstate).toBeUndefined()
+      expect(e.message).toMatch(/^connect: .*ECONNREFUSED/)
     }))
 })

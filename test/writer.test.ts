@@ -20,8 +20,7 @@ const setup = (env: Record<string, string | number> = {}) =>
   Effect.gen(function*() {
     const t = yield* testEnvironment
     const config = configLayer({ ...t.env, ...env })
-    const pgLayer = Pg.layer.pipe(Layer.provide(config))
-    const context = yield* Layer.build(Layer.merge(pgLayer, Pg.sqlLayer.pipe(Layer.provide(pgLayer))))
+    const context = yield* Layer.build(Pg.layer.pipe(Layer.provide(config)))
     yield* migrate.pipe(Effect.provide(context), Effect.provide(Logger.minimumLogLevel(LogLevel.Error)))
     const paths: Array<WritePath> = []
     const write = makeWrite(Context.get(context, Pg), (path) => paths.push(path))

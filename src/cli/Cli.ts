@@ -2,8 +2,9 @@ import { CliConfig, HelpDoc, ValidationError } from "@effect/cli"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, ConfigError, Console, Data, Duration, Effect, Exit, Option, Redacted, Schedule } from "effect"
-import { Redis } from "ioredis"
+import { Redis as IORedis } from "ioredis"
 import { describeConfigError } from "../config/Config.js"
+import { messageOf } from "../ErrorMessage.js"
 
 // What the command-line tools share: exit codes, the Redis connection, progress on stderr, terminal-safe text.
 
@@ -24,8 +25,7 @@ export class RedisUnavailable extends Data.TaggedError("RedisUnavailable")<{ rea
 
 /** The message of an Error or the text of anything else, cut to one line of at most 200 characters. */
 export const describe = (cause: unknown): string => {
-  const text = cause instanceof Error ? cause.message : String(cause)
-  const line = text.split("\n")[0]!
+  const line = messageOf(cause).split("\n")[0]!
   return line.length > 200 ? `${line.slice(0, 199)}…` : line
 }
 
@@ -38,7 +38,7 @@ export const describe = (cause: unknown): string => {
 export const connectRedis = (url: Redacted.Redacted<string>, options: { readonly reconnect: boolean }) =>
   Effect.acquireRelease(
     Effect.suspend(() => {
-      const redis = new Redis(Redacted.value(url), {
+      const redis = new IORedis(Redacted.value(url), {
         lazyConnect: true,
         connectTimeout: 5_000,
         maxRetriesPerRequest: options.reconnect ? 3 : 1,

@@ -25,7 +25,7 @@ const jsonValue = (value: Buffer): string | { readonly base64: string } => {
   }
 }
 
-const toJson = (entry: DeadLetters.DeadLetter): string =>
+const toJson = (entry: DeadLetters.DeadLetterEntry): string =>
   JSON.stringify({
     id: entry.id,
     time: new Date(entry.timestamp).toISOString(),
@@ -35,7 +35,7 @@ const toJson = (entry: DeadLetters.DeadLetter): string =>
 const text = (value: Buffer): string => printable(value.toString("utf8"))
 
 // The original entry's fields, as `name=value`, or the bare payload when that is all there is (the common case).
-const originalText = (entry: DeadLetters.DeadLetter): string => {
+const originalText = (entry: DeadLetters.DeadLetterEntry): string => {
   const fields = DeadLetters.originalFields(entry)
   if (fields.length === 0) return "(no fields)"
   if (fields.length === 1 && fields[0]![0] === "payload") return fields[0]![1].length === 0 ? "(empty)" : text(fields[0]![1])
@@ -49,7 +49,7 @@ const table = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
     .join("\n")
 }
 
-const rows = (entries: ReadonlyArray<DeadLetters.DeadLetter>, now: number) =>
+const rows = (entries: ReadonlyArray<DeadLetters.DeadLetterEntry>, now: number) =>
   entries.map((entry) => [
     entry.id,
     DeadLetters.formatAge(now - entry.timestamp),
@@ -60,7 +60,7 @@ const rows = (entries: ReadonlyArray<DeadLetters.DeadLetter>, now: number) =>
   ])
 
 // One block per entry, every field in stream order, nothing cut; control characters stay escaped.
-const block = (entry: DeadLetters.DeadLetter, now: number): string => {
+const block = (entry: DeadLetters.DeadLetterEntry, now: number): string => {
   const width = Math.max(...entry.fields.map(([name]) => name.length), 0)
   return [
     `${entry.id}  (${DeadLetters.formatAge(now - entry.timestamp)} ago)`,

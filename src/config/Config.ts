@@ -114,16 +114,22 @@ const duration = (name: string, positive = false) =>
     })
   )
 
-const LOG_LEVELS: Record<string, LogLevel.LogLevel> = {
-  trace: LogLevel.Trace,
-  debug: LogLevel.Debug,
-  info: LogLevel.Info,
-  warn: LogLevel.Warning,
-  warning: LogLevel.Warning,
-  error: LogLevel.Error,
-  fatal: LogLevel.Fatal,
-  none: LogLevel.None
-}
+// Config.logLevel reads Effect's labels in any case (all, trace, debug, info, warn, error, fatal, off). The
+// README documents "none" where Effect says "off", and "warning" was always taken: those two are renamed first.
+const LOG_LEVEL_ALIASES: Readonly<Record<string, LogLevel.LogLevel>> = { none: LogLevel.None, warning: LogLevel.Warning }
+
+const logLevel = Config.logLevel("LOG_LEVEL").pipe(
+  Config.orElse(() =>
+    Config.string("LOG_LEVEL").pipe(
+      Config.mapOrFail((text) => {
+        const level = LOG_LEVEL_ALIASES[text.toLowerCase()]
+        return level !== undefined
+          ? Either.right(level)
+          : Either.left(ConfigError.InvalidData([], "Expected trace, debug, info, warn, error, fatal or none"))
+      })
+    )),
+  Config.withDefault(LogLevel.Info)
+)
 
 const name = (key: string, fallback: string) =>
   Config.nonEmptyString(key).pipe(Config.withDefault(fallback))
@@ -245,15 +251,7 @@ export const settings: Config.Config<Settings> = Config.all({
   maxFutureSkew: duration("MAX_FUTURE_SKEW").pipe(Config.withDefault(Duration.hours(24))),
   streamRetention: Config.option(duration("STREAM_RETENTION", true)),
   dlqMaxLen: Config.option(positiveInteger("DLQ_MAXLEN")),
-  logLevel: Config.string("LOG_LEVEL").pipe(
-    Config.mapOrFail((text) => {
-      const level = LOG_LEVELS[text.toLowerCase()]
-      return level
-        ? Either.right(level)
-        : Either.left(ConfigError.InvalidData([], `Expected one of ${Object.keys(LOG_LEVELS).join(", ")}, received ${JSON.stringify(text)}`))
-    }),
-    Config.withDefault(LogLevel.Info)
-  ),
+  logLevel,
   logFormat: Config.literal("json", "pretty")("LOG_FORMAT").pipe(Config.withDefault("json" as const)),
   shutdownTimeout: millis("SHUTDOWN_TIMEOUT_MS", 15_000),
   httpHost: Config.option(Config.nonEmptyString("HTTP_HOST")),

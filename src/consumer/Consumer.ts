@@ -12,8 +12,18 @@ export interface StreamEntry {
 }
 
 /**
+ * The milliseconds part of a stream entry id ("<ms>-<seq>"): when Redis accepted the entry (or the time an
+ * explicit id claimed). NaN for a string of another form.
+ */
+export const streamIdTime = (id: string): number => {
+  const dash = id.indexOf("-")
+  return dash > 0 ? Number(id.slice(0, dash)) : NaN
+}
+
+/**
  * An entry that will not be retried, and why. The dead-letter copy takes every field of the entry from the
  * stream itself (in the same atomic step as its XACK), so records on their way need not carry their payload.
+ * What the dead-letter stream then holds is DeadLetters.ts's DeadLetterEntry.
  */
 export interface DeadLetter {
   readonly id: string

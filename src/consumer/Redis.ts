@@ -1,12 +1,13 @@
 import { Context, Data, Duration, Effect, Either, Layer, Option, Redacted, Runtime } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { parseRedisUrl, ProcessorConfig } from "../config/Config.js"
+import { messageOf } from "../ErrorMessage.js"
 import { ExitCode, StartFailed } from "../ExitCode.js"
 import { Health } from "../observability/Health.js"
 
 export class RedisError extends Data.TaggedError("RedisError")<{ readonly op: string; readonly cause: unknown }> {
   override get message() {
-    return `Redis ${this.op} failed: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+    return `Redis ${this.op} failed: ${messageOf(this.cause)}`
   }
 }
 
@@ -25,7 +26,7 @@ export const callOn = <A>(redis: IORedis, op: string, f: () => Promise<A>): Effe
     const socket = redis.stream as IORedis["stream"] | undefined
     return Effect.tapError(call(op, f), (error) =>
       Effect.sync(() => {
-        if (!(error.cause instanceof Error) || error.cause.message !== TIMED_OUT) return
+        if (messageOf(error.cause) !== TIMED_OUT) return
         // Only the socket the call went out on, and only while it is still the current one.
         if (socket !== undefined && redis.stream === socket && !socket.destroyed) {
           socket.destroy(new Error(`no reply within ${redis.options.commandTimeout} ms`))

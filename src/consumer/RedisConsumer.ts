@@ -4,6 +4,7 @@ import type { Redis as IORedis } from "ioredis"
 import * as Backoff from "../Backoff.js"
 import { ProcessorConfig } from "../config/Config.js"
 import * as Reason from "../deadletter/Reason.js"
+import { messageOf } from "../ErrorMessage.js"
 import * as Metrics from "../observability/Metrics.js"
 import { Consumer, type DeadLetter, type StreamEntry, type WriteFailure } from "./Consumer.js"
 import { Progress } from "../observability/Progress.js"
@@ -136,7 +137,7 @@ const defineScripts = (client: IORedis) => {
   }
 }
 
-const isNoGroup = (error: RedisError) => String(error.cause).includes("NOGROUP")
+const isNoGroup = (error: RedisError) => messageOf(error.cause).includes("NOGROUP")
 
 export const make = Effect.gen(function*() {
   const { client, reader } = yield* Redis
@@ -164,7 +165,7 @@ export const make = Effect.gen(function*() {
 
   const createGroup = call("XGROUP CREATE", () => client.xgroup("CREATE", stream, group, "0", "MKSTREAM")).pipe(
     Effect.as(true),
-    Effect.catchIf((e) => String(e.cause).includes("BUSYGROUP"), () => Effect.succeed(false))
+    Effect.catchIf((e) => messageOf(e.cause).includes("BUSYGROUP"), () => Effect.succeed(false))
   )
   if (yield* createGroup) yield* Effect.logInfo(`created consumer group ${group} on stream ${stream}, reading from its start`)
 

@@ -1,5 +1,7 @@
 import { Chunk, Clock, Data, Effect, Either, Option, Stream } from "effect"
-import type { Redis } from "ioredis"
+import type { Redis as IORedis } from "ioredis"
+import { parseDurationText } from "../config/Config.js"
+import { streamIdTime } from "../consumer/Consumer.js"
 
 export class RedisCommandError extends Data.TaggedError("RedisCommandError")<{
   readonly command: string
@@ -27,7 +29,11 @@ export class InvalidDuration extends Data.TaggedError("InvalidDuration")<{
  */
 export const bookkeepingFields: ReadonlyArray<string> = ["error", "reason", "source_id", "consumer", "failed_at"]
 
-export interface DeadLetter {
+/**
+ * One entry of the dead-letter stream as stored there (what `dlq list` shows). The worker's side, a request
+ * to dead-letter an entry for a reason, is Consumer.ts's DeadLetter.
+ */
+export interface DeadLetterEntry {
   readonly id: string
   /** Milliseconds part of the entry id: when the entry was dead-lettered. */
   readonly timestamp: number
@@ -54,13 +60,13 @@ const bookkeepingCount = (fields: ReadonlyArray<readonly [string, Buffer]>): num
  * The value of field `name` as UTF-8 text; undefined when the entry has no such field. A bookkeeping name is
  * looked up in the worker's trailing block, never among the original fields.
  */
-export const fieldText = (entry: DeadLetter, name: string): string | undefined => {
+export const fieldText = (entry: DeadLetterEntry, name: string): string | undefined => {
   const from = bookkeeping.has(name) ? entry.fields.length - bookkeepingCount(entry.fields) : 0
   return entry.fields.slice(from).find(([field]) => field === name)?.[1].toString("utf8")
 }
 
 /** The fields replay re-publishes: every original field, in stream order (all but the trailing bookkeeping block). */
-export const originalFields = (entry: DeadLetter): ReadonlyArray<readonly [string, Buffer]> =>
+export const originalFields = (entry: DeadLetterEntry): ReadonlyArray<readonly [string, Buffer]> =>
   entry.fields.slice(0, entry.fields.length - bookkeepingCount(entry.fields))
 
 export type Order = "newest" | "oldest"
@@ -75,7 +81,7 @@ export interface ListOptions {
 }
 
 export interface Listing {
-  readonly entries: ReadonlyArray<DeadLetter>
+  readonly entries: ReadonlyArray<DeadLetterEntry>
   readonly total: number
 }
 
@@ -120,7 +126,7 @@ const command = <A>(name: string, run: () => Promise<A>) =>
 
 type Replies = Array<[error: Error | null, result: unknown]>
 
-const exec = (name: string, batch: ReturnType<Redis["pipeline"]>) =>
+const exec = (name: string, batch: ReturnType<IORedis["pipeline"]>) =>
   command(name, () => batch.exec()).pipe(
     Effect.flatMap((replies): Effect.Effect<Replies, RedisCommandError> =>
       replies === null
@@ -129,23 +135,21 @@ const exec = (name: string, batch: ReturnType<Redis["pipeline"]>) =>
     )
   )
 
-const timestampOf = (id: string): number => Number(id.slice(0, id.indexOf("-")))
-
-const toDeadLetter = ([rawId, raw]: [Buffer, Array<Buffer>]): DeadLetter => {
+const toEntry = ([rawId, raw]: [Buffer, Array<Buffer>]): DeadLetterEntry => {
   const id = rawId.toString("latin1")
   const fields: Array<readonly [string, Buffer]> = []
   for (let i = 0; i + 1 < raw.length; i += 2) fields.push([raw[i]!.toString("utf8"), raw[i + 1]!])
-  return { id, timestamp: timestampOf(id), fields }
+  return { id, timestamp: streamIdTime(id), fields }
 }
 
 /** XLEN of the dead-letter stream (0 when it does not exist). */
-export const count = (redis: Redis, dlqKey: string) => command("XLEN", () => redis.xlen(dlqKey))
+export const count = (redis: IORedis, dlqKey: string) => command("XLEN", () => redis.xlen(dlqKey))
 
 /**
  * The entries in `order`, up to `limit`, read a page at a time, so listing a large DLQ (or all of it) never
  * holds it in memory. Entries added or removed meanwhile may or may not show, as with any cursor.
  */
-export const entries = (redis: Redis, dlqKey: string, options: ListOptions): Stream.Stream<DeadLetter, RedisCommandError> => {
+export const entries = (redis: IORedis, dlqKey: string, options: ListOptions): Stream.Stream<DeadLetterEntry, RedisCommandError> => {
   const pageSize = Math.max(1, options.pageSize ?? defaultPageSize)
   const newest = options.order === "newest"
   const name = newest ? "XREVRANGE" : "XRANGE"
@@ -153,13 +157,13 @@ export const entries = (redis: Redis, dlqKey: string, options: ListOptions): Str
     { cursor: newest ? "+" : "-", remaining: options.limit ?? Number.POSITIVE_INFINITY },
     ({ cursor, remaining }) =>
       Effect.gen(function*() {
-        if (remaining <= 0) return [Chunk.empty<DeadLetter>(), Option.none()] as const
+        if (remaining <= 0) return [Chunk.empty<DeadLetterEntry>(), Option.none()] as const
         const count = Math.min(pageSize, remaining)
         const page = yield* command(name, () =>
           newest
             ? redis.xrevrangeBuffer(dlqKey, cursor, "-", "COUNT", count)
             : redis.xrangeBuffer(dlqKey, cursor, "+", "COUNT", count))
-        const chunk = Chunk.fromIterable(page.map(toDeadLetter))
+        const chunk = Chunk.fromIterable(page.map(toEntry))
         const last = page.length === count ? Chunk.last(chunk) : Option.none()
         // Exclusive bounds ("(id") continue after the last entry of the page.
         return [
@@ -171,7 +175,7 @@ export const entries = (redis: Redis, dlqKey: string, options: ListOptions): Str
 }
 
 /** The first `limit` entries in `order`, collected, and the stream's length (read just before). */
-export const list = Effect.fn("DeadLetters.list")(function*(redis: Redis, dlqKey: string, options: ListOptions) {
+export const list = Effect.fn("DeadLetters.list")(function*(redis: IORedis, dlqKey: string, options: ListOptions) {
   const total = yield* count(redis, dlqKey)
   const page = yield* Stream.runCollect(entries(redis, dlqKey, options))
   return { entries: Chunk.toReadonlyArray(page), total } satisfies Listing
@@ -226,7 +230,7 @@ export const isStreamId = (text: string): boolean => {
  * Fails with InvalidStreamId before anything moves, or ReplayFailed (with the count already moved) on a Redis error.
  */
 export const replay = Effect.fn("DeadLetters.replay")(function*(
-  redis: Redis,
+  redis: IORedis,
   keys: Keys,
   selection: Selection,
   options?: {
@@ -297,7 +301,7 @@ export const replay = Effect.fn("DeadLetters.replay")(function*(
  * and removes nothing.
  */
 export const purgeOlderThan = Effect.fn("DeadLetters.purgeOlderThan")(function*(
-  redis: Redis,
+  redis: IORedis,
   dlqKey: string,
   olderThanMs: number,
   options?: { readonly dryRun?: boolean; readonly pageSize?: number }
@@ -322,24 +326,18 @@ export const purgeOlderThan = Effect.fn("DeadLetters.purgeOlderThan")(function*(
   return { removed, cutoff } satisfies PurgeResult
 })
 
-const durationPattern = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/
-const second = 1000
-const minute = 60 * second
-const hour = 60 * minute
-const day = 24 * hour
-
-/** "30s", "15m", "12h", "7d", or combined largest unit first ("1h30m"), to milliseconds. */
+/**
+ * "30s", "15m", "12h", "7d", or combined largest unit first ("1h30m"), to milliseconds: the form of the worker's
+ * duration variables (Config.parseDurationText), without their bare "0": `--older-than` takes a unit.
+ */
 export const parseDuration = (text: string): Either.Either<number, InvalidDuration> => {
-  const match = durationPattern.exec(text)
-  if (text === "" || match === null) return Either.left(new InvalidDuration({ text }))
-  const [, d, h, m, s] = match
-  const ms = Number(d ?? 0) * day + Number(h ?? 0) * hour + Number(m ?? 0) * minute + Number(s ?? 0) * second
-  return Number.isSafeInteger(ms) ? Either.right(ms) : Either.left(new InvalidDuration({ text }))
+  const ms = text === "0" ? undefined : parseDurationText(text)
+  return ms === undefined ? Either.left(new InvalidDuration({ text })) : Either.right(ms)
 }
 
 /** The two largest units: "42s", "3m12s", "2h", "2h5m", "4d", "4d3h". */
 export const formatAge = (ms: number): string => {
-  const total = Math.max(0, Math.floor(ms / second))
+  const total = Math.max(0, Math.floor(ms / 1000))
   const units: ReadonlyArray<readonly [string, number]> = [
     ["d", Math.floor(total / 86400)],
     ["h", Math.floor(total / 3600) % 24],

@@ -8,9 +8,11 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Data, Effect, Layer, Option, Redacted } from "effect"
 import { ProcessorConfig } from "../config/Config.js"
+import { messageOf } from "../ErrorMessage.js"
 import { Health } from "../observability/Health.js"
 import { Prometheus } from "../observability/Telemetry.js"
-import { type Device, DeviceState, type LastPosition } from "../state/DeviceState.js"
+import { DeviceState, type DeviceView } from "../state/DeviceState.js"
+import type { LastPosition } from "../state/LastPosition.js"
 import { unstorable } from "../position/Position.js"
 import { LatestPositions } from "../state/LatestPositions.js"
 
@@ -24,8 +26,7 @@ import { LatestPositions } from "../state/LatestPositions.js"
 
 export class HttpListenError extends Data.TaggedError("HttpListenError")<{ readonly port: number; readonly cause: unknown }> {
   override get message() {
-    const cause = this.cause instanceof Error ? this.cause.message : String(this.cause)
-    return `cannot listen on HTTP_PORT ${this.port}: ${cause}`
+    return `cannot listen on HTTP_PORT ${this.port}: ${messageOf(this.cause)}`
   }
 }
 
@@ -51,7 +52,7 @@ const lastPositionJson = ({ attributesJson, device_id: _, timestamp, ...fields }
  * since it started, or hydrated it) or "table" (not in memory: its newest row in positions; then
  * last_seen_at is null and position_count_session 0).
  */
-export const deviceJson = (deviceId: string, device: Device, source: "memory" | "table" = "memory"): string =>
+export const deviceJson = (deviceId: string, device: DeviceView, source: "memory" | "table" = "memory"): string =>
   `{"device_id":${JSON.stringify(deviceId)},"source":"${source}",` +
   `"last_position":${device.last_position === undefined ? "null" : lastPositionJson(device.last_position)},` +
   `"last_seen_at":${source === "table" ? "null" : JSON.stringify(device.last_seen_at.toISOString())},` +

@@ -1,6 +1,7 @@
 import { Duration, Effect, Layer, Metric, Schedule } from "effect"
 import { ProcessorConfig } from "../config/Config.js"
 import { call, Redis } from "../consumer/Redis.js"
+import { messageOf } from "../ErrorMessage.js"
 import { Pg } from "../postgres/Pg.js"
 import { DeviceState } from "../state/DeviceState.js"
 import * as Metrics from "./Metrics.js"
@@ -36,7 +37,7 @@ export const run = Effect.gen(function*() {
       )
     }),
     // Before the first start the stream does not exist yet.
-    Effect.catchIf((error) => String(error.cause).includes("no such key"), () => Effect.void)
+    Effect.catchIf((error) => messageOf(error.cause).includes("no such key"), () => Effect.void)
   )
 
   const samplePool = Effect.suspend(() =>

@@ -1,11 +1,12 @@
 import { Chunk, Clock, Duration, Effect, Metric, Sink, Stream } from "effect"
 import { ProcessorConfig } from "../config/Config.js"
-import { Consumer, type DeadLetter, type StreamEntry, type WriteFailure } from "../consumer/Consumer.js"
+import { Consumer, type DeadLetter, type StreamEntry, streamIdTime, type WriteFailure } from "../consumer/Consumer.js"
 import { Reason, render } from "../deadletter/Reason.js"
 import * as Metrics from "../observability/Metrics.js"
 import { Progress } from "../observability/Progress.js"
 import { decodeEntry } from "../position/decode.js"
-import { DeviceState, type PositionKey } from "../state/DeviceState.js"
+import { DeviceState } from "../state/DeviceState.js"
+import type { PositionKey } from "../state/LastPosition.js"
 import { type CopyRow, readKey, RowEncoder } from "../writer/copyBinary.js"
 import { Writer } from "../writer/Writer.js"
 import { type Accepted, DomainStage } from "./DomainStage.js"
@@ -30,9 +31,6 @@ export const BATCH_MAX_BYTES = 4 * 1024 * 1024
 
 /** Decoding a read gives the event loop back after this long. */
 const YIELD_AFTER_MS = 20
-
-/** Milliseconds in a stream entry id ("<ms>-<seq>"): when Redis accepted the entry. */
-const entryTime = (id: string): number => Number(id.slice(0, id.indexOf("-")))
 
 /**
  * The processor: read → decode (invalid → dead letters) → device state → domain stage → batch → write → ack.
@@ -120,7 +118,7 @@ export const run = Effect.gen(function*() {
             ackIds.push(record.id)
             {
               // An id in the future (explicit, or every `*` id after one) would make lag negative: counted, clamped.
-              const lagMs = committed - entryTime(record.id)
+              const lagMs = committed - streamIdTime(record.id)
               if (lagMs < 0) future++
               Metrics.lag.unsafeUpdate(Math.max(0, lagMs) / 1000, [])
             }

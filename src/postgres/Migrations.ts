@@ -2,6 +2,7 @@ import { readdir, readFile } from "node:fs/promises"
 import { fileURLToPath } from "node:url"
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
+import { orPgError } from "./Pg.js"
 
 const MIGRATIONS_DIR = fileURLToPath(new URL("../../migrations/", import.meta.url))
 
@@ -13,7 +14,7 @@ const listMigrations = Effect.promise(async () => {
 /**
  * Applies the SQL files in migrations/ that are not yet recorded, in name order, in one transaction.
  * The transaction-scoped advisory lock makes instances that start together apply them once, one after
- * the other; the later ones find everything recorded.
+ * the other; the later ones find everything recorded. Fails with PgError (op "migrations").
  */
 export const migrate = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
@@ -44,4 +45,4 @@ export const migrate = Effect.gen(function*() {
     if (row?.is) return
   }
   yield* Effect.logWarning("TimescaleDB is not available: positions is a plain table (no hypertable)")
-}).pipe(Effect.withSpan("Migrations.migrate"))
+}).pipe(orPgError("migrations"), Effect.withSpan("Migrations.migrate"))

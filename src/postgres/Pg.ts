@@ -1,8 +1,11 @@
+import type { SqlError } from "@effect/sql/SqlError"
 import * as PgClient from "@effect/sql-pg/PgClient"
+import { SqlClient } from "@effect/sql"
 import { Context, Data, Duration, Effect, Layer, Option, Redacted, Ref } from "effect"
 import pg from "pg"
 import * as Backoff from "../Backoff.js"
 import { ProcessorConfig } from "../config/Config.js"
+import { messageOf } from "../ErrorMessage.js"
 import { ExitCode, StartFailed } from "../ExitCode.js"
 import { Health } from "../observability/Health.js"
 import * as Metrics from "../observability/Metrics.js"
@@ -19,7 +22,7 @@ export class PgError extends Data.TaggedError("PgError")<{
   }
   override get message() {
     const state = this.sqlstate
-    return `${this.op}: ${describe(this.cause)}${state ? ` (SQLSTATE ${state})` : ""}`
+    return `${this.op}: ${messageOf(this.cause)}${state ? ` (SQLSTATE ${state})` : ""}`
   }
 }
 
@@ -79,16 +82,24 @@ const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE
 const isConnectionTrouble = (cause: unknown): boolean => {
   const code = (cause as { code?: unknown })?.code
   if (typeof code === "string" && NETWORK_CODES.has(code)) return true
-  const message = cause instanceof Error ? cause.message : String(cause)
+  const message = messageOf(cause)
   return /connect|terminat|timeout|timed out|closed|socket|ended unexpectedly/i.test(message) && !/after calling end/i.test(message)
 }
 
-const describe = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
+/**
+ * A statement of @effect/sql's SqlClient with its failure as a PgError named `op`: the one place where SqlError
+ * becomes PgError. SqlError carries the driver's error as its `cause` (SQLSTATE, severity, network code), and
+ * that is what PgError classifies, so a statement fails alike whichever API ran it.
+ */
+export const orPgError = (op: string) => <A, R>(statement: Effect.Effect<A, SqlError, R>): Effect.Effect<A, PgError, R> =>
+  Effect.mapError(statement, (error) => new PgError({ op, cause: error.cause ?? error }))
 
+/**
+ * The raw `pg` pool, for what @effect/sql has no helper for: COPY (the writer) and the pool's own gauges. Every
+ * other statement goes through SqlClient, which Pg.layer provides on this same pool.
+ */
 export interface PgService {
   readonly pool: pg.Pool
-  /** One query on a pooled connection. */
-  readonly query: <R extends pg.QueryResultRow = pg.QueryResultRow>(op: string, text: string, values?: ReadonlyArray<unknown>) => Effect.Effect<pg.QueryResult<R>, PgError>
   /**
    * Runs `f` in a transaction on one pooled connection. On failure the transaction is rolled back; a
    * connection that cannot even roll back is destroyed rather than returned to the pool.
@@ -140,12 +151,6 @@ export class Pg extends Context.Tag("processor/Pg")<Pg, PgService>() {
         // (a query stuck on a lock) however long that takes. Past the deadline the process exit closes them.
         (pool) => Effect.interruptible(Effect.promise(() => pool.end())).pipe(Effect.timeout("2 seconds"), Effect.ignore)
       )
-
-      const query = <R extends pg.QueryResultRow>(op: string, text: string, values?: ReadonlyArray<unknown>) =>
-        Effect.tryPromise({
-          try: () => pool.query<R>(text, values as Array<unknown> | undefined),
-          catch: (cause) => new PgError({ op, cause })
-        })
 
       const transaction = <A>(op: string, f: (client: pg.PoolClient) => Promise<A>) =>
         Effect.tryPromise({
@@ -218,23 +223,24 @@ export class Pg extends Context.Tag("processor/Pg")<Pg, PgService>() {
           )
         })
 
-      return { pool, query, transaction, retryTransient } satisfies PgService
+      return { pool, transaction, retryTransient } satisfies PgService
     })
 
-  static readonly layer = Layer.scoped(
-    Pg,
-    Effect.flatMap(ProcessorConfig, (config) =>
-      Pg.make({
-        url: config.postgresUrl,
-        poolSize: config.pgPoolSize,
-        retryMaxBackoff: config.retryMaxBackoff,
-        statementTimeout: config.pgStatementTimeout
-      }))
-  )
-
-  /** @effect/sql's SqlClient on the same pool, for migrations and ad-hoc queries. */
-  static readonly sqlLayer = Layer.unwrapEffect(
+  /** The pool from ProcessorConfig (no connection yet), and SqlClient on it; the pool ends with the layer. */
+  static readonly layer = Layer.unwrapEffect(
+    // The SqlClient leaves the pool to Pg (it only acquires it): one pool, ended once.
     Effect.map(Pg, ({ pool }) => PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: "processor" }))
+  ).pipe(
+    Layer.provideMerge(Layer.scoped(
+      Pg,
+      Effect.flatMap(ProcessorConfig, (config) =>
+        Pg.make({
+          url: config.postgresUrl,
+          poolSize: config.pgPoolSize,
+          retryMaxBackoff: config.retryMaxBackoff,
+          statementTimeout: config.pgStatementTimeout
+        }))
+    ))
   )
 }
 
@@ -259,11 +265,13 @@ const waitCode = (error: PgError): string => {
  * (a minute) for anything else (exit 1). Interruptible throughout: a stop request ends the wait at once.
  */
 export const awaitReachable = Effect.gen(function*() {
-  const { query } = yield* Pg
+  const sql = yield* SqlClient.SqlClient
   const { postgres } = yield* ProcessorConfig
   const health = yield* Effect.serviceOption(Health)
   const waitingOn = yield* Ref.make<string | undefined>(undefined)
-  yield* query("connect", "SELECT 1").pipe(
+  // Disconnected: a stop request does not wait for the cancel of a SELECT 1 stuck on a vanished server.
+  yield* Effect.disconnect(sql`SELECT 1`).pipe(
+    orPgError("connect"),
     Effect.mapError((error) => {
       const refused = error.sqlstate === undefined ? undefined : REFUSED_AT_START[error.sqlstate]
       return refused === undefined

@@ -2,6 +2,7 @@ import { Duration, Effect, Layer, Option, Schedule } from "effect"
 import type { Redis as IORedis } from "ioredis"
 import { ProcessorConfig } from "../config/Config.js"
 import { call, Redis, type RedisError } from "../consumer/Redis.js"
+import { messageOf } from "../ErrorMessage.js"
 
 // Stream retention, opt-in. Redis keeps every entry of a stream until someone trims it; with several consumer
 // groups on one stream (another service may read it too), only entries that every group has read and
@@ -45,7 +46,7 @@ return redis.call('XTRIM', KEYS[1], 'MINID', bound)`
  */
 export const trimStream = (redis: IORedis, stream: string, cutoffMs: number): Effect.Effect<number, RedisError> =>
   call("XTRIM MINID", () => redis.eval(TRIM, 1, stream, `${Math.max(0, Math.floor(cutoffMs))}-0`) as Promise<number>).pipe(
-    Effect.catchIf((error) => /no such key/i.test(String(error.cause)), () => Effect.succeed(0))
+    Effect.catchIf((error) => /no such key/i.test(messageOf(error.cause)), () => Effect.succeed(0))
   )
 
 /** Caps the dead-letter stream near `maxLen` entries, oldest first (approximate: whole macro nodes go). */

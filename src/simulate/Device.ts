@@ -5,7 +5,7 @@ import { randomInt, randomUint32, randomUint64AboveDoubles, type Rng } from "./R
 
 // What the generator produces: one record in a flat, fixed shape. An attributes object keyed by IO ids ("16",
 // "385") has integer keys, which V8 builds about ten times slower than named ones, so on the hot path that object
-// exists only as JSON text (Payload.makePayloadEncoder); toPosition builds it when a caller wants the object.
+// exists only as JSON text (Payload.makePayloadEncoder); toWirePosition builds it when a caller wants the object.
 export interface Reading {
   readonly deviceId: string
   readonly timestampMs: number

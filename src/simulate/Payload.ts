@@ -1,6 +1,6 @@
 import type { Reading } from "./Device.js"
 
-// A Reading as the processor receives it: the Position object and its JSON text (the stream entry's `payload`).
+// A Reading as the processor receives it: the WirePosition object and its JSON text (the stream entry's `payload`).
 
 export type AttributeValue =
   | number
@@ -9,8 +9,9 @@ export type AttributeValue =
   | { readonly __bigint: string }
   | { readonly __bytes: string }
 
-// The JSON object carried in the stream entry's `payload` field.
-export interface Position {
+// The JSON object carried in the stream entry's `payload` field, as the generator writes it (the contract it
+// follows is src/position/Position.ts; its decoded form is that file's Position).
+export interface WirePosition {
   readonly device_id: string
   readonly timestamp: string
   readonly latitude: number
@@ -41,7 +42,7 @@ export const beaconBase64 = (r: Reading): string => {
 
 export const isoTimestamp = (ms: number): string => new Date(ms).toISOString()
 
-export const toPosition = (r: Reading): Position => {
+export const toWirePosition = (r: Reading): WirePosition => {
   const attributes: Record<string, AttributeValue> = {
     "1": r.din1,
     "16": r.odometer,
@@ -132,7 +133,7 @@ const isFastPath = (r: Reading): boolean =>
   isUint(r.ignition) && isUint(r.movement) && isUint(r.beaconLength) && r.beaconLength <= 8
 
 // The writer puts JSON bytes into its own scratch buffer and decodes them once: the result is the same text as
-// JSON.stringify(toPosition(r)) (the tests hold it to that), at a third of the cost and as one flat string,
+// JSON.stringify(toWirePosition(r)) (the tests hold it to that), at a third of the cost and as one flat string,
 // where concatenating ~40 pieces would keep a rope of them alive per payload.
 class PayloadWriter {
   private readonly buf = Buffer.allocUnsafe(4096)
@@ -275,11 +276,11 @@ class PayloadWriter {
 }
 
 /**
- * A function from Reading to payload text (what JSON.stringify(toPosition(r)) gives). It owns a scratch buffer,
+ * A function from Reading to payload text (what JSON.stringify(toWirePosition(r)) gives). It owns a scratch buffer,
  * so make one per producer and reuse it; readings the fast writer cannot represent exactly go through
  * JSON.stringify.
  */
 export const makePayloadEncoder = (): ((r: Reading) => string) => {
   const writer = new PayloadWriter()
-  return (r) => (isFastPath(r) ? writer.write(r) : JSON.stringify(toPosition(r)))
+  return (r) => (isFastPath(r) ? writer.write(r) : JSON.stringify(toWirePosition(r)))
 }

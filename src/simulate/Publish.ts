@@ -1,5 +1,6 @@
 import { Data, Effect } from "effect"
-import type { Redis } from "ioredis"
+import type { Redis as IORedis } from "ioredis"
+import { messageOf } from "../ErrorMessage.js"
 
 export class PublishError extends Data.TaggedError("PublishError")<{
   readonly stream: string
@@ -8,8 +9,7 @@ export class PublishError extends Data.TaggedError("PublishError")<{
   readonly cause: unknown
 }> {
   override get message(): string {
-    const reason = this.cause instanceof Error ? this.cause.message : String(this.cause)
-    return `XADD to ${this.stream} failed: ${reason}`
+    return `XADD to ${this.stream} failed: ${messageOf(this.cause)}`
   }
 }
 
@@ -18,7 +18,7 @@ export class PublishError extends Data.TaggedError("PublishError")<{
  * entry ids follow the order of `payloads`. Succeeds with the number published; fails with PublishError.
  */
 export const publish = Effect.fn("Publish.publish")(function*(
-  redis: Redis,
+  redis: IORedis,
   stream: string,
   payloads: ReadonlyArray<string>,
   batchSize: number = 1000

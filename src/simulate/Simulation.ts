@@ -1,5 +1,5 @@
 import { Clock, Effect, Ref } from "effect"
-import type { Redis } from "ioredis"
+import type { Redis as IORedis } from "ioredis"
 import { drain, emit, makeFleet } from "./Fleet.js"
 import { makePayloadEncoder } from "./Payload.js"
 import { publish } from "./Publish.js"
@@ -40,7 +40,7 @@ const MIN_TICK_MS = 10
  * `tally` current after every batch (read it for progress, and for a summary after a failure or an interruption).
  * Fails with PublishError when Redis refuses or loses a batch.
  */
-export const run = (redis: Redis, options: SimulationOptions, tally: Ref.Ref<Tally>) =>
+export const run = (redis: IORedis, options: SimulationOptions, tally: Ref.Ref<Tally>) =>
   Effect.gen(function*() {
     const perSecond = options.devices * options.rate
     const durationMs = options.duration * 1000

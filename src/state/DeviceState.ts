@@ -3,17 +3,8 @@ import { LRUCache } from "lru-cache"
 import { ProcessorConfig } from "../config/Config.js"
 import * as Metrics from "../observability/Metrics.js"
 import type { Position } from "../position/Position.js"
+import type { LastPosition, PositionKey } from "./LastPosition.js"
 import { LatestPositions } from "./LatestPositions.js"
-
-/**
- * A position as the state keeps it: the fields of a Position, with the attributes in their stored JSON form
- * (as in positions.attributes: bigints exact, bytes as hex). One string per device instead of a map of values:
- * the newest position of every device outlives many garbage collections, so its size is the state's cost.
- * Live and hydrated devices hold the same form. `JSON.parse(attributesJson)` gives the values when needed.
- */
-export interface LastPosition extends Omit<Position, "attributes"> {
-  readonly attributesJson: string
-}
 
 /** A record as the state takes it: the decoded position and its attributes' stored JSON. */
 export interface Observed {
@@ -21,7 +12,8 @@ export interface Observed {
   readonly attributesJson: string
 }
 
-export interface Device {
+/** A device as the state shows it (GET /devices/:id): a copy, without the state's bookkeeping. */
+export interface DeviceView {
   /** The newest position by timestamp ever seen: a late, buffered record never replaces it. */
   readonly last_position: LastPosition | undefined
   /** When this process last received a record of the device. */
@@ -46,12 +38,6 @@ interface MutableDevice {
  */
 const footprint = (deviceId: string, last: LastPosition | undefined): number =>
   1024 * Math.ceil((320 + 2 * (deviceId.length + (last === undefined ? 0 : last.attributesJson.length))) / 1024)
-
-/** A (device_id, ts) key: the device and the record's time in milliseconds since the epoch. */
-export interface PositionKey {
-  readonly deviceId: string
-  readonly ms: number
-}
 
 export interface UpdateSummary {
   /** Records older than their device's newest known position. */
@@ -86,7 +72,7 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
    * its newest stored row instead, so the state never shows a position the table does not hold.
    */
   readonly reconcile: (keys: ReadonlyArray<PositionKey>) => Effect.Effect<void>
-  readonly get: (deviceId: string) => Effect.Effect<Option.Option<Device>>
+  readonly get: (deviceId: string) => Effect.Effect<Option.Option<DeviceView>>
   readonly size: Effect.Effect<number>
 }>() {
   /**
@@ -213,7 +199,7 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
 
       const get = (deviceId: string) =>
         Effect.sync(() =>
-          Option.map(Option.fromNullable(devices.peek(deviceId)), ({ bytes: _b, hydrated: _h, ...d }): Device => d)
+          Option.map(Option.fromNullable(devices.peek(deviceId)), ({ bytes: _b, hydrated: _h, ...d }): DeviceView => d)
         )
 
       return DeviceState.of({ update, reconcile, get, size: Effect.sync(() => devices.size) })

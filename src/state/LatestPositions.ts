@@ -1,6 +1,7 @@
+import { SqlClient } from "@effect/sql"
 import { Context, Effect, Layer } from "effect"
-import { Pg, type PgError } from "../postgres/Pg.js"
-import type { LastPosition } from "./DeviceState.js"
+import { orPgError, Pg, type PgError } from "../postgres/Pg.js"
+import type { LastPosition } from "./LastPosition.js"
 
 /** The newest stored position of each device: what a device's state starts from after a restart. */
 export class LatestPositions extends Context.Tag("processor/LatestPositions")<LatestPositions, {
@@ -12,23 +13,23 @@ export class LatestPositions extends Context.Tag("processor/LatestPositions")<La
 }>() {
   static readonly layer = Layer.effect(
     LatestPositions,
-    Effect.map(Pg, (pg) =>
-      LatestPositions.of({
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const { retryTransient } = yield* Pg
+      return LatestPositions.of({
         latest: (deviceIds, notAfter) =>
-          pg.retryTransient(
-            // One index probe per device (backward scan on the primary key), all devices in one statement.
-            pg.query<Row>(
-              "hydrate device state",
-              `SELECT p.device_id, p.ts, p.latitude, p.longitude, p.altitude, p.angle, p.speed,
-                      p.satellites, p.priority, p.event_id, p.attributes::text AS attributes
-                 FROM unnest($1::text[]) AS d(id)
-                 CROSS JOIN LATERAL (
-                   SELECT * FROM positions WHERE device_id = d.id AND ts <= $2 ORDER BY ts DESC LIMIT 1
-                 ) AS p`,
-              [deviceIds, notAfter ?? "infinity"]
-            )
-          ).pipe(Effect.map((result) => new Map(result.rows.map((row) => [row.device_id, toLastPosition(row)]))))
-      }))
+          retryTransient(
+            // One index probe per device (backward scan on the primary key), all devices in one statement:
+            // the ids go as one text[] parameter, whatever their number.
+            sql<Row>`SELECT p.device_id, p.ts, p.latitude, p.longitude, p.altitude, p.angle, p.speed,
+                            p.satellites, p.priority, p.event_id, p.attributes::text AS attributes
+                       FROM unnest(${deviceIds}::text[]) AS d(id)
+                       CROSS JOIN LATERAL (
+                         SELECT * FROM positions WHERE device_id = d.id AND ts <= ${notAfter ?? "infinity"} ORDER BY ts DESC LIMIT 1
+                       ) AS p`.pipe(orPgError("hydrate device state"))
+          ).pipe(Effect.map((rows) => new Map(rows.map((row) => [row.device_id, toLastPosition(row)]))))
+      })
+    })
   )
 }
 
