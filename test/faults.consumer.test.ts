@@ -150,6 +150,35 @@ describe("faults: what counts toward MAX_DELIVERIES", () => {
       expect(yield* pendingCount(redis, stream, group)).toBe(0)
     }))
 
+  it.scopedLive("another instance never claims an entry this one still has in flight: its idle time is kept short", () =>
+    Effect.gen(function*() {
+      const { redis, stream, group, env } = yield* keys
+      const id = yield* Effect.promise(async () => {
+        await redis.xgroup("CREATE", stream, group, "0", "MKSTREAM")
+        return (await redis.xadd(stream, "*", "payload", "{\"slow\":1}"))!
+      })
+      const timing = { CLAIM_IDLE_MS: 600, CLAIM_INTERVAL_MS: 50 }
+      // "me" takes the entry and holds it, as a write waiting on a lock would.
+      const mine: Array<string> = []
+      yield* runConsumer({ ...env, ...timing }, (e) => Effect.sync(() => mine.push(e.id)))
+      yield* waitUntil("the entry in flight at me", Effect.sync(() => mine.length === 1), 10_000)
+      // "other" claims every 50 ms whatever has been idle for 600 ms.
+      const theirs: Array<string> = []
+      yield* runConsumer({ ...env, ...timing, REDIS_CONSUMER: "other" }, (e) => Effect.sync(() => theirs.push(e.id)))
+      // Watch the entry for well over CLAIM_IDLE_MS: always with me, never idle that long.
+      const started = Date.now()
+      const samples: Array<{ owner: string; idle: number }> = []
+      const pending = Effect.promise(async () => {
+        const [row] = (await redis.xpending(stream, group, "-", "+", 1)) as Array<[string, string, number, number]>
+        samples.push({ owner: row![1], idle: row![2] })
+        return Date.now() - started > 3_000
+      })
+      yield* waitUntil("three seconds of samples", pending, 10_000)
+      expect(samples.every((x) => x.owner === "me" && x.idle < 600)).toBe(true)
+      expect(theirs).toEqual([])
+      expect(mine).toEqual([id])
+    }))
+
   it.scopedLive("claimed entries are screened by their failure counts, not deliveries, also when the claimer's own entries sit between them", () =>
     Effect.gen(function*() {
       const { redis, stream, dlq, group, failures, env } = yield* keys
