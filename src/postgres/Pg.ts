@@ -169,7 +169,11 @@ export class Pg extends Context.Tag("processor/Pg")<Pg, PgService>() {
               client.release()
               return result
             } catch (error) {
-              await client.query("ROLLBACK").then(() => client.release(), (broken: Error) => client.release(broken))
+              // No reply within the deadline (query_timeout: PG_STATEMENT_TIMEOUT_MS + 5 s): the connection is as
+              // good as gone, and a ROLLBACK would wait behind the unanswered statement for a second deadline.
+              // The connection is dropped at once (the server rolls back what it had) and the pool makes a new one.
+              if (error instanceof Error && error.message === "Query read timeout") client.release(error)
+              else await client.query("ROLLBACK").then(() => client.release(), (broken: Error) => client.release(broken))
               throw error
             }
           },
