@@ -157,12 +157,12 @@ describe("faults: what counts toward MAX_DELIVERIES", () => {
         await redis.xgroup("CREATE", stream, group, "0", "MKSTREAM")
         return (await redis.xadd(stream, "*", "payload", "{\"slow\":1}"))!
       })
-      const timing = { CLAIM_IDLE_MS: 600, CLAIM_INTERVAL_MS: 50 }
+      const timing = { CLAIM_IDLE_MS: 1_500, CLAIM_INTERVAL_MS: 50 }
       // "me" takes the entry and holds it, as a write waiting on a lock would.
       const mine: Array<string> = []
       yield* runConsumer({ ...env, ...timing }, (e) => Effect.sync(() => mine.push(e.id)))
       yield* waitUntil("the entry in flight at me", Effect.sync(() => mine.length === 1), 10_000)
-      // "other" claims every 50 ms whatever has been idle for 600 ms.
+      // "other" claims every 50 ms whatever has been idle for 1.5 s.
       const theirs: Array<string> = []
       yield* runConsumer({ ...env, ...timing, REDIS_CONSUMER: "other" }, (e) => Effect.sync(() => theirs.push(e.id)))
       // Watch the entry for well over CLAIM_IDLE_MS: always with me, never idle that long.
@@ -171,10 +171,10 @@ describe("faults: what counts toward MAX_DELIVERIES", () => {
       const pending = Effect.promise(async () => {
         const [row] = (await redis.xpending(stream, group, "-", "+", 1)) as Array<[string, string, number, number]>
         samples.push({ owner: row![1], idle: row![2] })
-        return Date.now() - started > 3_000
+        return Date.now() - started > 4_000
       })
-      yield* waitUntil("three seconds of samples", pending, 10_000)
-      expect(samples.every((x) => x.owner === "me" && x.idle < 600)).toBe(true)
+      yield* waitUntil("four seconds of samples", pending, 10_000)
+      expect(samples.every((x) => x.owner === "me" && x.idle < 1_500)).toBe(true)
       expect(theirs).toEqual([])
       expect(mine).toEqual([id])
     }))

@@ -349,14 +349,14 @@ export const make = Effect.gen(function*() {
   // An entry in flight longer than CLAIM_IDLE_MS (a write waiting on a lock, a slow statement) would look
   // abandoned to the other instances, whose claim would process it a second time. While this instance holds
   // it, it says so: every third of CLAIM_IDLE_MS, XCLAIM … JUSTID to itself resets the idle time of its entries
-  // in flight for longer than that (JUSTID leaves the delivery count alone; acknowledged ids are skipped by Redis).
+  // in flight (JUSTID leaves the delivery count alone; acknowledged ids are skipped by Redis).
   const keepInFlight = Effect.suspend(() => {
     if (inFlight.size === 0) return Effect.void
     const ids = [...inFlight]
     return call("XCLAIM JUSTID", () =>
-      client.xclaim(stream, group, consumer, Math.floor(claimIdleMs / 3), ...ids, "JUSTID") as Promise<Array<string>>
+      client.xclaim(stream, group, consumer, 0, ...ids, "JUSTID") as Promise<Array<string>>
     ).pipe(
-      Effect.tap((kept) => kept.length > 0 ? Effect.logDebug(`kept ${kept.length} entries in flight from being claimed`) : Effect.void),
+
       Effect.catchAll((error) => Effect.logWarning(`keeping entries in flight from being claimed failed: ${error.message}`))
     )
   })
