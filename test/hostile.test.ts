@@ -5,6 +5,7 @@ import { type Reason, render } from "../src/deadletter/Reason.js"
 import { type Decoded, decodeEntry, type Limits } from "../src/position/decode.js"
 import { unstorable } from "../src/position/Position.js"
 import { readKey, RowEncoder } from "../src/writer/copyBinary.js"
+import { position } from "./support/MemoryConsumer.js"
 
 // Issue #9: nothing inside one entry, however it is built, may throw out of decoding, message formatting or
 // encoding. Generated hostile payload texts go through decodeEntry; each is accepted (and then encodes, every
@@ -13,19 +14,11 @@ import { readKey, RowEncoder } from "../src/writer/copyBinary.js"
 const HOLE = "\u0001hole\u0001"
 const hole = JSON.stringify(HOLE)
 
-const template = {
-  device_id: "356307042441013",
-  timestamp: "2026-05-01T10:00:00.000Z",
-  latitude: 54.6872,
-  longitude: 25.2797,
-  altitude: 112,
-  angle: 270,
-  speed: 43.5,
-  satellites: 11,
+const template = position("356307042441013", "2026-05-01T10:00:00.000Z", {
   priority: 1,
   event_id: 240,
   attributes: { "16": 123456, "78": { __bigint: "18446744073709551615" }, ibutton: "0000012345AB" }
-}
+})
 
 const FIELDS = Object.keys(template)
 

@@ -9,24 +9,14 @@ import {
   testEnvironment,
   waitUntil
 } from "./support/Integration.js"
+import { position } from "./support/MemoryConsumer.js"
 
 // Issue #9 items 1, 2 and 6, through a real worker on the real Redis and PostgreSQL: each reproducing entry is
 // dead-lettered with its reason (one short line) while the worker carries on and the valid entries around it
 // are stored. On the old code the first of them killed the worker (RangeError out of decodePayload).
 
-const record = (deviceId: string, extra: Record<string, unknown> = {}) => ({
-  device_id: deviceId,
-  timestamp: "2026-05-01T10:00:00.000Z",
-  latitude: 54.6872,
-  longitude: 25.2797,
-  altitude: 112,
-  angle: 270,
-  speed: 43.5,
-  satellites: 11,
-  priority: 1,
-  attributes: { "16": 123456 },
-  ...extra
-})
+const record = (deviceId: string, extra: Record<string, unknown> = {}) =>
+  position(deviceId, "2026-05-01T10:00:00.000Z", { priority: 1, attributes: { "16": 123456 }, ...extra })
 
 /** The record's JSON text with `raw` (JSON text) as the value of `field`. */
 const withRaw = (deviceId: string, field: string, raw: string) =>
