@@ -193,15 +193,17 @@ export const run = Effect.gen(function*() {
   let ended = false
   // Open while records wait (or the reading has ended); writers wait on it.
   const work = yield* Effect.makeLatch(false)
-  // Open while fewer than BATCH_SIZE records wait; the reading waits on it (backpressure).
+  // Open while fewer than a full batch per writer wait; the reading waits on it (backpressure). A writer that
+  // finishes then finds a full batch even when the other has just taken one.
   const room = yield* Effect.makeLatch(true)
+  const highWater = config.batchSize * config.writeConcurrency
 
   const feed = accepted.pipe(
     Stream.runForEachChunk((chunk) =>
       Effect.suspend(() => {
         for (const queued of chunk) waiting.push(queued)
         if (waiting.length > 0) work.unsafeOpen()
-        if (waiting.length < config.batchSize) return Effect.void
+        if (waiting.length < highWater) return Effect.void
         room.unsafeClose()
         return room.await
       })
@@ -219,7 +221,7 @@ export const run = Effect.gen(function*() {
       return Effect.zipRight(work.await, writerLoop)
     }
     const batch = waiting.splice(0, config.batchSize)
-    if (waiting.length < config.batchSize) room.unsafeOpen()
+    if (waiting.length < highWater) room.unsafeOpen()
     return Effect.zipRight(writeBatch(Chunk.unsafeFromArray(batch)), writerLoop)
   })
 
