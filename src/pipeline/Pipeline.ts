@@ -188,7 +188,7 @@ export const run = Effect.gen(function*() {
   // Adaptive by default: a free writer takes whatever has accumulated, up to BATCH_SIZE, so batches are small
   // (low latency) when traffic is light and large (cheap per row) under load. Plain array and two latches
   // rather than Stream.aggregate + mapEffect: those fork and race fibers for every batch, which cost more CPU
-  // than a small batch's write at light load (measured: bench/README.md, latency figure).
+  // than a small batch's write at light load (measured with the bench's latency figure: notes/bench-final.md).
   const waiting: Array<Queued> = []
   let ended = false
   // Open while records wait (or the reading has ended); writers wait on it.
