@@ -17,6 +17,8 @@ export interface LatencyResult {
   readonly maxMs: number
   readonly minMs: number
   readonly transactions: number
+  /** Worker CPU (user + system) from the start of the load to drained, per entry sent. */
+  readonly workerCpuMicrosPerRow: number
   readonly peakRssMiB: number
   /** VmRSS of the started, idle worker just before the load begins. */
   readonly idleRssMiB: number
@@ -82,6 +84,7 @@ export const latencyRun = async (o: {
     }
     await sleep(500)
     const idleRssMiB = (readMemory(child.pid)?.rssKiB ?? NaN) / 1024
+    const cpuBefore = child.cpuSeconds()
     log(`${label}: worker idle; sending ${o.rate}/s for ${o.warmup} s warm-up + ${o.duration} s`)
     const paced = await pacedLoad(o.redis, streams.stream, {
       rate: o.rate,
@@ -91,6 +94,7 @@ export const latencyRun = async (o: {
       seed: o.seed
     })
     await awaitDrained(o.redis, [child], streams.stream, streams.group, 60_000)
+    const workerCpuMicrosPerRow = ((child.cpuSeconds() - cpuBefore) * 1e6) / paced.sent
     const memory = child.memory()
     const exit = await child.stop()
     const { rows: [r] } = await pool.query<{ rows: number; p: Array<number> | null; max: number | null; min: number | null; txns: number }>(
@@ -111,6 +115,7 @@ export const latencyRun = async (o: {
       maxMs: r!.max ?? NaN,
       minMs: r!.min ?? NaN,
       transactions: r!.txns,
+      workerCpuMicrosPerRow,
       peakRssMiB: memory.hwmKiB / 1024,
       idleRssMiB,
       exit,
@@ -118,7 +123,7 @@ export const latencyRun = async (o: {
     }
     log(`${label}: sent ${paced.sent} at ${paced.achievedRate.toFixed(0)}/s (wake late p99 ${paced.wakeLateP99Ms.toFixed(1)} ms, ` +
       `max backlog ${paced.maxBacklog}, id skew max ${paced.idSkewMaxMs} ms); p50 ${p50!.toFixed(1)} p95 ${p95!.toFixed(1)} ` +
-      `p99 ${p99!.toFixed(1)} max ${result.maxMs.toFixed(1)} ms over ${r!.rows} rows in ${r!.txns} transactions`)
+      `p99 ${p99!.toFixed(1)} max ${result.maxMs.toFixed(1)} ms over ${r!.rows} rows in ${r!.txns} transactions; worker CPU ${workerCpuMicrosPerRow.toFixed(1)} µs/row`)
     return result
   } finally {
     if (child !== undefined) await child.stop()

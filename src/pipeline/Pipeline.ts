@@ -1,4 +1,4 @@
-import { Chunk, Clock, Duration, Effect, Metric, Sink, Stream } from "effect"
+import { Chunk, Clock, Duration, Effect, Metric, Stream } from "effect"
 import { ProcessorConfig } from "../config/Config.js"
 import { Consumer, type DeadLetter, type StreamEntry, streamIdTime, type WriteFailure } from "../consumer/Consumer.js"
 import { Reason, render } from "../deadletter/Reason.js"
@@ -176,35 +176,83 @@ export const run = Effect.gen(function*() {
       Effect.uninterruptible
     )
 
-  // Adaptive by default: the writer takes whatever has accumulated when it is free, up to BATCH_SIZE, so
-  // batches are small (low latency) when traffic is light and large (cheap per row) under load.
-  // Bounded by count and by bytes: records with large attributes make fewer records a batch, not more memory.
-  const batches: Sink.Sink<Chunk.Chunk<Queued>, Queued, Queued> = Sink.suspend(() =>
-    Sink.fold(
-      { rows: [] as Array<Queued>, bytes: 0 },
-      (batch) => batch.rows.length < config.batchSize && batch.bytes < BATCH_MAX_BYTES,
-      (batch, record: Queued) => {
-        batch.rows.push(record)
-        batch.bytes += record.row.end - record.row.start
-        return batch
-      }
-    )
-  ).pipe(Sink.map((batch) => Chunk.unsafeFromArray(batch.rows)))
-  const batched = Duration.toMillis(config.batchMaxWait) > 0
-    ? Stream.groupedWithin(config.batchSize, config.batchMaxWait)
-    : Stream.aggregate(batches)
-
   const progress = yield* Progress
   const shutdown = yield* Shutdown
 
-  yield* consumer.entries.pipe(
+  const accepted = consumer.entries.pipe(
     // A stop ends the reading only, after the read in progress (whose entries are already ours): what was
     // read flows on through every stage, so the stream ends once it is all written and acknowledged.
     Stream.haltWhen(shutdown.requested),
     Stream.onStart(Effect.logInfo("processor ready")),
-    Stream.mapChunksEffect((chunk) => Effect.zipRight(progress.markRead, accept(chunk)).pipe(Effect.tap((q) => progress.markQueued(q.length)))),
-    batched,
-    Stream.mapEffect((batch) => Effect.zipLeft(writeAndAck(batch), progress.markWritten(batch.length)), { concurrency: config.writeConcurrency, unordered: true }),
-    Stream.runDrain
+    Stream.mapChunksEffect((chunk) => Effect.zipRight(progress.markRead, accept(chunk)).pipe(Effect.tap((q) => progress.markQueued(q.length))))
   )
+  const writeBatch = (batch: Chunk.Chunk<Queued>) => Effect.zipLeft(writeAndAck(batch), progress.markWritten(batch.length))
+
+  if (Duration.toMillis(config.batchMaxWait) > 0) {
+    yield* accepted.pipe(
+      Stream.groupedWithin(config.batchSize, config.batchMaxWait),
+      Stream.mapEffect(writeBatch, { concurrency: config.writeConcurrency, unordered: true }),
+      Stream.runDrain
+    )
+    return
+  }
+
+  // Adaptive by default: a free writer takes whatever has accumulated, up to BATCH_SIZE, so batches are small
+  // (low latency) when traffic is light and large (cheap per row) under load. Plain array and two latches
+  // rather than Stream.aggregate + mapEffect: those fork and race fibers for every batch, which cost more CPU
+  // than a small batch's write at light load (measured with the bench's latency figure: notes/bench-final.md).
+  // Bounded by count and by bytes: records with large attributes make fewer records a batch, not more memory.
+  const waiting: Array<Queued> = []
+  let waitingBytes = 0
+  let ended = false
+  // Open while records wait (or the reading has ended); writers wait on it.
+  const work = yield* Effect.makeLatch(false)
+  // Open while fewer than a full batch per writer wait; the reading waits on it (backpressure). A writer that
+  // finishes then finds a full batch even when the other has just taken one.
+  const room = yield* Effect.makeLatch(true)
+  const highWater = config.batchSize * config.writeConcurrency
+  const highWaterBytes = BATCH_MAX_BYTES * config.writeConcurrency
+  const full = () => waiting.length >= highWater || waitingBytes >= highWaterBytes
+
+  const feed = accepted.pipe(
+    Stream.runForEachChunk((chunk) =>
+      Effect.suspend(() => {
+        for (const queued of chunk) {
+          waiting.push(queued)
+          waitingBytes += queued.row.end - queued.row.start
+        }
+        if (waiting.length > 0) work.unsafeOpen()
+        if (!full()) return Effect.void
+        room.unsafeClose()
+        return room.await
+      })
+    ),
+    Effect.ensuring(Effect.sync(() => {
+      ended = true
+      work.unsafeOpen()
+    }))
+  )
+
+  const writerLoop: Effect.Effect<void> = Effect.suspend(() => {
+    if (waiting.length === 0) {
+      if (ended) return Effect.void
+      work.unsafeClose()
+      return Effect.zipRight(work.await, writerLoop)
+    }
+    let n = 0
+    let bytes = 0
+    while (n < waiting.length && n < config.batchSize && bytes < BATCH_MAX_BYTES) {
+      const row = waiting[n++]!.row
+      bytes += row.end - row.start
+    }
+    const batch = waiting.splice(0, n)
+    waitingBytes -= bytes
+    if (!full()) room.unsafeOpen()
+    return Effect.zipRight(writeBatch(Chunk.unsafeFromArray(batch)), writerLoop)
+  })
+
+  yield* Effect.all([feed, ...Array.from({ length: config.writeConcurrency }, () => writerLoop)], {
+    concurrency: "unbounded",
+    discard: true
+  })
 }).pipe(Effect.annotateLogs({ service: "pipeline" }))
