@@ -55,7 +55,10 @@ export const run = (redis: IORedis, options: SimulationOptions, tally: Ref.Ref<T
     const send = (readings: ReadonlyArray<Parameters<typeof toPayload>[0]>) =>
       publish(redis, options.stream, readings.map(toPayload), BATCH_SIZE).pipe(
         Effect.tapError((error) => record(error.published)),
-        Effect.flatMap(record)
+        Effect.flatMap(record),
+        // A batch sent is a batch counted: an interruption waits for Redis' reply, so the summary's `sent`
+        // is what the stream received (a batch takes milliseconds; a dead Redis fails it at its deadline).
+        Effect.uninterruptible
       )
 
     let due = 0
