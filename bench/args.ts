@@ -38,7 +38,7 @@ export interface Options {
   readonly postgresUrl: string
 }
 
-export const USAGE = `usage: npm run bench -- [--n 200000] [--devices 5000] [--rates 2000,20000 | --rate 2000]
+export const USAGE = `usage: pnpm bench [--n 200000] [--devices 5000] [--rates 2000,20000 | --rate 2000]
   [--near-max 0.8 | --max-rate 50000] [--duration 10] [--warmup 2] [--large-n 1000000] [--skip-large]
   [--fleet-devices 1000,100000] [--processes 2] [--rss-n 1000000] [--rss-devices 100000] [--skip-rss] [--quick]
   [--profile] [--only ${FIGURES.join(",")}] [--env KEY=VALUE ...] [--node-flags="--trace-gc"] [--seed 42]`

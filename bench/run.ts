@@ -1,4 +1,4 @@
-// npm run bench -- [flags]: the processor's throughput, latency and memory against the write limit and a bare
+// pnpm bench [flags]: the processor's throughput, latency and memory against the write limit and a bare
 // baseline, on the local Redis and PostgreSQL. See bench/README.md for what each figure means.
 import { execSync } from "node:child_process"
 import { mkdir, writeFile } from "node:fs/promises"
