@@ -101,10 +101,15 @@ export const orPgError = (op: string) => <A, R>(statement: Effect.Effect<A, SqlE
 export interface PgService {
   readonly pool: pg.Pool
   /**
-   * Runs `f` in a transaction on one pooled connection. On failure the transaction is rolled back; a
+   * Runs `f` in a transaction on one pooled connection (`singleStatement`: `f` runs exactly one statement, which is
+   * atomic by itself, so no BEGIN/COMMIT is sent). On failure the transaction is rolled back; a
    * connection that cannot even roll back is destroyed rather than returned to the pool.
    */
-  readonly transaction: <A>(op: string, f: (client: pg.PoolClient) => Promise<A>) => Effect.Effect<A, PgError>
+  readonly transaction: <A>(
+    op: string,
+    f: (client: pg.PoolClient) => Promise<A>,
+    options?: { readonly singleStatement?: boolean }
+  ) => Effect.Effect<A, PgError>
   /**
    * Retries transient failures with capped, jittered exponential backoff, for as long as it takes: while the
    * database is away the pipeline stalls here (backpressure) and nothing is acknowledged. The outage is
@@ -152,7 +157,7 @@ export class Pg extends Context.Tag("processor/Pg")<Pg, PgService>() {
         (pool) => Effect.interruptible(Effect.promise(() => pool.end())).pipe(Effect.timeout("2 seconds"), Effect.ignore)
       )
 
-      const transaction = <A>(op: string, f: (client: pg.PoolClient) => Promise<A>) =>
+      const transaction = <A>(op: string, f: (client: pg.PoolClient) => Promise<A>, options?: { readonly singleStatement?: boolean }) =>
         Effect.tryPromise({
           try: async () => {
             const client = await pool.connect()
@@ -162,10 +167,12 @@ export class Pg extends Context.Tag("processor/Pg")<Pg, PgService>() {
               client.on("error", () => {})
               guarded.add(client)
             }
+            // One statement is a transaction of its own: BEGIN and COMMIT would only add two round trips.
+            const single = options?.singleStatement === true
             try {
-              await client.query("BEGIN")
+              if (!single) await client.query("BEGIN")
               const result = await f(client)
-              await client.query("COMMIT")
+              if (!single) await client.query("COMMIT")
               client.release()
               return result
             } catch (error) {
@@ -173,6 +180,7 @@ export class Pg extends Context.Tag("processor/Pg")<Pg, PgService>() {
               // good as gone, and a ROLLBACK would wait behind the unanswered statement for a second deadline.
               // The connection is dropped at once (the server rolls back what it had) and the pool makes a new one.
               if (error instanceof Error && error.message === "Query read timeout") client.release(error)
+              else if (single) client.release()
               else await client.query("ROLLBACK").then(() => client.release(), (broken: Error) => client.release(broken))
               throw error
             }

@@ -110,8 +110,8 @@ const pieces = <A>(all: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>>
  * took; for tests.
  */
 export const makeWrite = (pg: Pg["Type"], observe: (path: WritePath, records: number) => void = () => {}) => {
-  const inTransaction = <A>(f: (client: pg.PoolClient) => Promise<A>, attempts: number) =>
-    pg.retryTransient(Effect.suspend(() => pg.transaction("write batch", f)), { attempts })
+  const inTransaction = <A>(f: (client: pg.PoolClient) => Promise<A>, attempts: number, singleStatement = false) =>
+    pg.retryTransient(Effect.suspend(() => pg.transaction("write batch", f, { singleStatement })), { attempts })
 
   const staged = (batch: ReadonlyArray<CopyRow>, attempts: number) =>
     inTransaction((client) => stagedWrite(client, batch), attempts).pipe(
@@ -120,7 +120,8 @@ export const makeWrite = (pg: Pg["Type"], observe: (path: WritePath, records: nu
 
   /** The direct COPY, then the staging path on a unique violation; `onStaged` is called when it falls back. */
   const attempt = (batch: ReadonlyArray<CopyRow>, attempts: number, onStaged: () => void): Effect.Effect<Array<Outcome>, PgError> =>
-    inTransaction((client) => copyIn(client, COPY_DIRECT, copyData(batch)), attempts).pipe(
+    // One COPY: atomic by itself (a unique violation leaves nothing behind), so no BEGIN/COMMIT round trips.
+    inTransaction((client) => copyIn(client, COPY_DIRECT, copyData(batch)), attempts, true).pipe(
       Effect.map(() => {
         observe("direct", batch.length)
         return batch.map((): Outcome => Inserted)
