@@ -11,7 +11,7 @@ export interface ProgressSnapshot {
 }
 
 export interface ProgressService {
-  /** A read returned. Called by the pipeline for every chunk and by the consumer's read loop for every read. */
+  /** A read returned. Called by the consumer's read loop for every read, claim and clean-up step. */
   readonly markRead: Effect.Effect<void>
   /** `records` records now wait for the writer. */
   readonly markQueued: (records: number) => Effect.Effect<void>

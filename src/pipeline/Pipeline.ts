@@ -21,11 +21,6 @@ interface Queued {
   readonly row: CopyRow
 }
 
-const toPositionKey = (row: CopyRow): PositionKey => {
-  const { deviceId, ms } = readKey(row)
-  return { deviceId, ms }
-}
-
 /** A batch holds at most this many bytes of encoded rows (besides BATCH_SIZE records): about 1,000 times a usual row. */
 export const BATCH_MAX_BYTES = 4 * 1024 * 1024
 
@@ -127,7 +122,7 @@ export const run = Effect.gen(function*() {
             ackIds.push(record.id)
             break
           case "Conflict": {
-            const key = toPositionKey(record.row)
+            const key = readKey(record.row)
             notStored.push(key)
             conflicted.push({ id: record.id, reason: Reason.Conflict({ deviceId: key.deviceId, timestamp: new Date(key.ms).toISOString() }) })
             break
@@ -136,7 +131,7 @@ export const run = Effect.gen(function*() {
             failed++
             if (outcome.permanent) {
               rejected.push({ id: record.id, reason: Reason.Rejected({ message: outcome.reason }) })
-              notStored.push(toPositionKey(record.row))
+              notStored.push(readKey(record.row))
             } else stuck.push({ id: record.id, error: outcome.reason })
         }
       }
@@ -153,14 +148,14 @@ export const run = Effect.gen(function*() {
       if (future > 0) yield* Metric.incrementBy(Metrics.futureEntryIds, future)
       if (rejected.length > 0) {
         yield* Effect.logWarning(`${rejected.length} records rejected by the database dead-lettered; first: ${rejected[0]!.id}: ${render(rejected[0]!.reason)}`)
-        yield* deadLetter(rejected)
       }
       if (conflicted.length > 0) {
         // Not duplicates: the stream carried a second, different position for a stored (device_id, ts).
         yield* Effect.logWarning(`${conflicted.length} records in conflict with a stored position dead-lettered; first: ${conflicted[0]!.id}: ${render(conflicted[0]!.reason)}`)
-        yield* deadLetter(conflicted)
         yield* Metric.incrementBy(Metrics.conflict, conflicted.length)
       }
+      // One dead-letter script for both kinds.
+      if (rejected.length + conflicted.length > 0) yield* deadLetter([...rejected, ...conflicted])
       if (notStored.length > 0) yield* state.reconcile(notStored)
       const duplicates = ackIds.length - inserted
       yield* Metric.incrementBy(Metrics.inserted, inserted)
@@ -184,7 +179,8 @@ export const run = Effect.gen(function*() {
     // read flows on through every stage, so the stream ends once it is all written and acknowledged.
     Stream.haltWhen(shutdown.requested),
     Stream.onStart(Effect.logInfo("processor ready")),
-    Stream.mapChunksEffect((chunk) => Effect.zipRight(progress.markRead, accept(chunk)).pipe(Effect.tap((q) => progress.markQueued(q.length))))
+    // Reads are marked by the consumer's read loop itself (empty ones included); here, what waits for the writer.
+    Stream.mapChunksEffect((chunk) => accept(chunk).pipe(Effect.tap((q) => progress.markQueued(q.length))))
   )
   const writeBatch = (batch: Chunk.Chunk<Queued>) => Effect.zipLeft(writeAndAck(batch), progress.markWritten(batch.length))
 

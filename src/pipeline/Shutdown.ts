@@ -1,4 +1,4 @@
-import { Context, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option } from "effect"
+import { Context, Data, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Runtime } from "effect"
 import { ProcessorConfig } from "../config/Config.js"
 import { ExitCode } from "../ExitCode.js"
 import { Health } from "../observability/Health.js"
@@ -37,12 +37,14 @@ export class DrainTimeout extends Data.TaggedError("DrainTimeout")<{
   }
 }
 
-const ignoreRepeatedSignals = (): () => void => {
+// Until the returned function is called, SIGTERM/SIGINT are ignored; the first one is logged, through the
+// worker's own logger (`log` forks on the caller's runtime, as the Redis connection's event handlers do).
+const ignoreRepeatedSignals = (log: (effect: Effect.Effect<void>) => unknown): () => void => {
   let told = false
   const ignore = (signal: NodeJS.Signals) => {
     if (told) return
     told = true
-    process.stderr.write(`${JSON.stringify({ message: `${signal} ignored: already draining (bounded by SHUTDOWN_TIMEOUT_MS)`, logLevel: "WARN" })}\n`)
+    log(Effect.logWarning(`${signal} ignored: already draining (bounded by SHUTDOWN_TIMEOUT_MS)`))
   }
   process.on("SIGTERM", ignore)
   process.on("SIGINT", ignore)
@@ -99,7 +101,7 @@ export const runUntilStopped = <A, E, R, R2>(pipeline: Effect.Effect<A, E, R>, p
         yield* Effect.logInfo("stop requested: reading stopped; writing and acknowledging what was read")
         // runMain listens for the first SIGTERM/SIGINT only; a second one (a process-group kill, `timeout`, tini -g,
         // Ctrl-C twice) would end the process mid-drain. The drain is bounded by SHUTDOWN_TIMEOUT_MS anyway.
-        const stopIgnoring = ignoreRepeatedSignals()
+        const stopIgnoring = ignoreRepeatedSignals(Runtime.runFork(yield* Effect.runtime<never>()))
         return yield* drain(fiber).pipe(Effect.ensuring(Effect.sync(stopIgnoring)))
       })
     ).pipe(Effect.ensuring(health.setStatus("stopped")))

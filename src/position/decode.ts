@@ -1,5 +1,5 @@
 import { Duration, Either } from "effect"
-import type { StreamEntry } from "../consumer/Consumer.js"
+import { type StreamEntry, streamIdTime } from "../consumer/Consumer.js"
 import { quote, Reason } from "../deadletter/Reason.js"
 import { attributesJson, attributeValueJson, checkedMemberOpening } from "./attributesJson.js"
 import {
@@ -153,18 +153,6 @@ export interface Limits {
   readonly maxFutureSkewMs: number
 }
 
-/** Milliseconds in a stream entry id ("<ms>-<seq>"): when Redis accepted the entry; NaN for another form. */
-const acceptedAt = (id: string): number => {
-  let ms = 0
-  for (let i = 0; i < id.length; i++) {
-    const c = id.charCodeAt(i)
-    if (c === 45) return i > 0 ? ms : NaN
-    if (c < 48 || c > 57) return NaN
-    ms = ms * 10 + (c - 48)
-  }
-  return NaN
-}
-
 // Whole seconds, rounded up (so "more than" reads true): a difference of dates far apart formatted to the
 // nanosecond shows floating-point leftovers.
 const human = (ms: number): string => Duration.format(Duration.seconds(Math.ceil(ms / 1000)))
@@ -189,7 +177,7 @@ export const decodeEntry = (entry: StreamEntry, limits: Limits): Either.Either<D
   if (decoded._tag === "Left") return Either.left(Reason.Invalid({ message: decoded.left }))
   const { position } = decoded.right
   if (limits.maxFutureSkewMs > 0) {
-    const at = acceptedAt(entry.id)
+    const at = streamIdTime(entry.id)
     const ahead = position.timestamp.getTime() - at
     if (ahead > limits.maxFutureSkewMs) {
       return Either.left(Reason.Invalid({
