@@ -2,7 +2,7 @@ import { Reason } from "../src/deadletter/Reason.js"
 import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, HashMap, Layer, Logger, Metric, Option, Ref } from "effect"
+import { Effect, HashMap, Layer, Logger, Metric, Option, Ref, Schedule } from "effect"
 import { withTraceIds } from "../src/observability/Logging.js"
 import * as Metrics from "../src/observability/Metrics.js"
 import * as Telemetry from "../src/observability/Telemetry.js"
@@ -98,8 +98,14 @@ describe("Prometheus exposition", () => {
           if (keep.length > 200_000) keep = []
         }
       })
-      yield* Effect.sleep("20 millis")
-      const text = yield* scrape
+      // GC entries reach prom-client through a PerformanceObserver, asynchronously: wait (with a deadline) for
+      // the scrape that shows one, rather than for a fixed time that a loaded machine may not honour.
+      const text = yield* scrape.pipe(
+        Effect.filterOrFail((t) => /^nodejs_gc_duration_seconds_count\{[^}]*kind="minor"[^}]*\} [1-9]/m.test(t), () => "no minor GC yet"),
+        Effect.retry(Schedule.spaced("20 millis")),
+        Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("no minor GC recorded within 10 s") }),
+        Effect.orDie
+      )
       const typeOf = types(text)
 
       expect(typeOf.get("process_cpu_seconds_total")).toBe("counter")
