@@ -2,7 +2,6 @@ import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Logger, LogLevel, Redacted } from "effect"
-import pg from "pg"
 import { bearerMatches, deviceJson } from "../src/http/Http.js"
 import { attributesJson } from "../src/position/attributesJson.js"
 import type { LastPosition } from "../src/state/LastPosition.js"
@@ -12,6 +11,7 @@ import * as Worker from "../src/Worker.js"
 import {
   adminQuery,
   countRows,
+  lockPositions,
   groupLag,
   pendingCount,
   spawnWorker,
@@ -377,17 +377,7 @@ describe("HTTP endpoints of a running worker", () => {
 
       // A lock holds the next write inside its (uninterruptible) batch. The device is already in memory, so
       // the record goes straight to the write.
-      const locker = yield* Effect.acquireRelease(
-        Effect.promise(async () => {
-          const client = new pg.Client({ connectionString: t.db.url })
-          client.on("error", () => {})
-          await client.connect()
-          await client.query("BEGIN")
-          await client.query("LOCK TABLE positions IN ACCESS EXCLUSIVE MODE")
-          return client
-        }),
-        (client) => Effect.promise(() => client.end())
-      )
+      const locker = yield* lockPositions(t.db.url, "ACCESS EXCLUSIVE")
       yield* publish(t.redis, t.stream, [JSON.stringify(position("dev-drain", "2026-05-01T10:00:01.000Z"))])
       yield* waitUntil(
         "the batch to wait for the lock",

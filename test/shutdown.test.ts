@@ -1,8 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import pg from "pg"
 import { decodePayload } from "../src/position/decode.js"
-import { countRows, pendingCount, type TestEnvironment, testEnvironment, waitUntil } from "./support/Integration.js"
+import { countRows, lockPositions, pendingCount, type TestEnvironment, testEnvironment, waitUntil } from "./support/Integration.js"
 import {
   awaitExit,
   consumerPending,
@@ -25,17 +24,7 @@ describe("shutdown", () => {
 
       // Hold positions locked so that the worker's INSERT waits, in a transaction of the test's own. EXCLUSIVE,
       // not ACCESS EXCLUSIVE: the device-state lookup (a SELECT on positions) must pass, only the write wait.
-      const locker = yield* Effect.acquireRelease(
-        Effect.promise(async () => {
-          const client = new pg.Client({ connectionString: t.db.url })
-          client.on("error", () => {})
-          await client.connect()
-          await client.query("BEGIN")
-          await client.query("LOCK TABLE positions IN EXCLUSIVE MODE")
-          return client
-        }),
-        (client) => Effect.promise(() => client.end())
-      )
+      const locker = yield* lockPositions(t.db.url, "EXCLUSIVE")
 
       // One MULTI: the worker's blocked read wakes once, with every entry, so they form one batch.
       const payloads = makePayloads(300, 9, 100)
@@ -71,18 +60,7 @@ describe("shutdown", () => {
 
   // Another connection holds positions in ACCESS EXCLUSIVE mode: even the device-state lookup (hydration of
   // devices the worker has not seen) waits, so the records read are stuck before the write stage.
-  const lockPositions = (t: TestEnvironment) =>
-    Effect.acquireRelease(
-      Effect.promise(async () => {
-        const client = new pg.Client({ connectionString: t.db.url })
-        client.on("error", () => {})
-        await client.connect()
-        await client.query("BEGIN")
-        await client.query("LOCK TABLE positions IN ACCESS EXCLUSIVE MODE")
-        return client
-      }),
-      (client) => Effect.promise(() => client.end())
-    )
+  const lockAll = (t: TestEnvironment) => lockPositions(t.db.url, "ACCESS EXCLUSIVE")
 
   const hydrationWaiting = (t: TestEnvironment) =>
     Effect.promise(() =>
@@ -104,7 +82,7 @@ describe("shutdown", () => {
       const t = yield* testEnvironment
       const worker = yield* startWorker(workerEnv(t))
       const port = Number(/http listening on port (\d+)/.exec(worker.output())?.[1])
-      const locker = yield* lockPositions(t)
+      const locker = yield* lockAll(t)
 
       const payloads = makePayloads(500, 21, 100)
       yield* Effect.promise(async () => {
@@ -139,7 +117,7 @@ describe("shutdown", () => {
     Effect.gen(function*() {
       const t = yield* testEnvironment
       const worker = yield* startWorker(workerEnv(t, { SHUTDOWN_TIMEOUT_MS: 1500 }))
-      yield* lockPositions(t)
+      yield* lockAll(t)
       yield* Effect.promise(async () => {
         const tx = t.redis.multi()
         for (const payload of makePayloads(200, 22, 1000)) tx.xadd(t.stream, "*", "payload", payload)

@@ -44,6 +44,23 @@ export const freshDatabase = Effect.acquireRelease(
   ({ name }) => adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).pipe(Effect.ignore)
 )
 
+/**
+ * A connection of the test's own holding `positions` locked in `mode` inside an open transaction, until the
+ * test commits or rolls it back, or the scope closes. EXCLUSIVE blocks writes only; ACCESS EXCLUSIVE reads too.
+ */
+export const lockPositions = (url: string, mode: "EXCLUSIVE" | "ACCESS EXCLUSIVE") =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const client = new pg.Client({ connectionString: url })
+      client.on("error", () => {})
+      await client.connect()
+      await client.query("BEGIN")
+      await client.query(`LOCK TABLE positions IN ${mode} MODE`)
+      return client
+    }),
+    (client) => Effect.promise(() => client.end())
+  )
+
 /** A pg pool on the test database, for assertions. */
 export const testPool = (url: string) =>
   Effect.acquireRelease(
