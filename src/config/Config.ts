@@ -75,11 +75,7 @@ export interface Settings {
 const positiveInteger = (name: string) =>
   Config.integer(name).pipe(Config.validate({ message: "Expected a positive integer", validation: (n) => n > 0 }))
 
-const positive = (name: string, fallback: number) =>
-  Config.integer(name).pipe(
-    Config.validate({ message: "Expected a positive integer", validation: (n) => n > 0 }),
-    Config.withDefault(fallback)
-  )
+const positive = (name: string, fallback: number) => positiveInteger(name).pipe(Config.withDefault(fallback))
 
 const millis = (name: string, fallback: number, min = 1) =>
   Config.integer(name).pipe(
