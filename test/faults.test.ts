@@ -64,12 +64,14 @@ describe.sequential("faults", () => {
   it.scopedLive("three workers, one killed with SIGKILL: the two others reclaim its entries", () =>
     Effect.gen(function*() {
       const t = yield* testEnvironment
-      yield* publishWithoutPayload(t.redis, t.stream)
-      yield* publishAll(t.redis, t.stream, makePayloads(40_000, 2))
       const env = (name: string) => workerEnv(t, { REDIS_CONSUMER: name, CLAIM_IDLE_MS: 2_000, CLAIM_INTERVAL_MS: 500 })
       const [a, b, victim] = yield* Effect.all([startWorker(env("worker-a")), startWorker(env("worker-b")), startWorker(env("worker-c"))], {
         concurrency: "unbounded"
       })
+      // The backlog arrives once all three read: published before, it could be drained by the first worker up
+      // before the others started.
+      yield* publishWithoutPayload(t.redis, t.stream)
+      yield* publishAll(t.redis, t.stream, makePayloads(40_000, 2))
       yield* waitUntil("worker-c holding pending entries with work left", Effect.gen(function*() {
         const rows = yield* rowCount(t.pool)
         return rows >= 5_000 && (yield* consumerPending(t.redis, t.stream, t.group, "worker-c")) > 0
