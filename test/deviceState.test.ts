@@ -60,7 +60,7 @@ const insert = (pool: pg.Pool, deviceId: string, iso: string, speed: number) =>
   )
 
 describe("DeviceState", () => {
-  it.scopedLive("a device whose hydration fails does not degrade the others of its read, and is hydrated with its next record", () =>
+  it.scopedLive("update never queries; hydrate merges the newest stored rows, a failing device does not degrade the others, and is tried again", () =>
     Effect.gen(function*() {
       let failing = true
       const queried: Array<ReadonlyArray<string>> = []
@@ -77,22 +77,40 @@ describe("DeviceState", () => {
           })
       })
       const state = yield* DeviceState.make(10).pipe(Effect.provide(Layer.succeed(LatestPositions, latest)))
+      const newestOf = (id: string) =>
+        Effect.map(state.get(id), (d) => Option.getOrThrow(d).last_position?.timestamp.toISOString())
 
-      yield* state.update([observed("dev-ok", "2026-05-01T10:01:00Z"), observed("dev-bad", "2026-05-01T10:30:00Z"), observed("dev-new", "2026-05-01T10:00:00Z")])
-      // dev-ok took its stored 10:05, not the 10:01 record; its 10:01 counts as late.
-      expect((yield* newest(state, "dev-ok"))?.timestamp.toISOString()).toBe("2026-05-01T10:05:00.000Z")
-      expect((yield* newest(state, "dev-new"))?.timestamp.toISOString()).toBe("2026-05-01T10:00:00.000Z")
-      // dev-bad could not be read: it holds what it was sent, and is tried again with its next record.
-      expect((yield* newest(state, "dev-bad"))?.timestamp.toISOString()).toBe("2026-05-01T10:30:00.000Z")
+      const first = yield* state.update([observed("dev-ok", "2026-05-01T10:01:00Z"), observed("dev-bad", "2026-05-01T10:30:00Z"), observed("dev-new", "2026-05-01T10:00:00Z")])
+      // The write path waits for no query: the records are what the state knows, none late.
+      expect(queried).toEqual([])
+      expect(first.late).toBe(0)
+
+      // One query for every device not hydrated yet (dev-x is not in memory: not asked); dev-bad's fails.
+      yield* state.hydrate(["dev-ok", "dev-bad", "dev-new", "dev-x"])
+      expect(queried[0]).toEqual(["dev-ok", "dev-bad", "dev-new"])
+      // dev-ok took its stored 10:05, newer than its 10:01 record.
+      expect(yield* newestOf("dev-ok")).toBe("2026-05-01T10:05:00.000Z")
+      expect(yield* newestOf("dev-new")).toBe("2026-05-01T10:00:00.000Z")
+      // dev-bad could not be read: it holds what it was sent (get tried it once more, and failed again).
+      queried.length = 0
+      expect(yield* newestOf("dev-bad")).toBe("2026-05-01T10:30:00.000Z")
+      expect(queried).toEqual([["dev-bad"]])
 
       failing = false
       queried.length = 0
-      const summary = yield* state.update([observed("dev-bad", "2026-05-01T10:40:00Z"), observed("dev-ok", "2026-05-01T10:06:00Z")])
+      const summary = yield* state.update([observed("dev-bad", "2026-05-01T10:40:00Z"), observed("dev-ok", "2026-05-01T10:04:00Z")])
+      // dev-ok is hydrated: its 10:04 is older than the stored 10:05 it knows, so late.
+      expect(summary.late).toBe(1)
+      yield* state.hydrate(["dev-bad", "dev-ok"])
       // Only dev-bad is hydrated again; its stored 11:00 is newer than anything it was sent.
       expect(queried).toEqual([["dev-bad"]])
-      expect((yield* newest(state, "dev-bad"))?.timestamp.toISOString()).toBe("2026-05-01T11:00:00.000Z")
-      expect(summary.late).toBe(1)
-      expect((yield* newest(state, "dev-ok"))?.timestamp.toISOString()).toBe("2026-05-01T10:06:00.000Z")
+      expect(yield* newestOf("dev-bad")).toBe("2026-05-01T11:00:00.000Z")
+      expect(yield* newestOf("dev-ok")).toBe("2026-05-01T10:05:00.000Z")
+      // Every device hydrated: reading costs no query.
+      queried.length = 0
+      yield* state.hydrate(["dev-ok", "dev-bad", "dev-new"])
+      yield* state.get("dev-new")
+      expect(queried).toEqual([])
     }))
 
   it.scopedLive("two records with one key: whichever the table keeps, reconcile makes the state's newest that stored row", () =>
@@ -125,11 +143,13 @@ describe("DeviceState", () => {
       yield* insert(pool, "dev-1", "2026-05-01T10:00:00Z", 1)
       yield* insert(pool, "dev-1", "2080-01-01T00:00:00Z", 2)
       yield* state.update([observed("dev-1", "2026-05-01T09:00:00Z")])
+      yield* state.hydrate(["dev-1"])
       expect((yield* newest(state, "dev-1"))?.timestamp.toISOString()).toBe("2026-05-01T10:00:00.000Z")
 
       // With the check off (zero), the far-future row is the newest.
       const unchecked = yield* another(Duration.zero)
       yield* unchecked.update([observed("dev-1", "2026-05-01T09:00:00Z")])
+      yield* unchecked.hydrate(["dev-1"])
       expect((yield* newest(unchecked, "dev-1"))?.timestamp.toISOString()).toBe("2080-01-01T00:00:00.000Z")
     }))
 

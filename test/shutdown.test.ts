@@ -58,15 +58,15 @@ describe("shutdown", () => {
       yield* verifyPromise(t, "SIGTERM with a write in flight")
     }), 60_000)
 
-  // Another connection holds positions in ACCESS EXCLUSIVE mode: even the device-state lookup (hydration of
-  // devices the worker has not seen) waits, so the records read are stuck before the write stage.
+  // Another connection holds positions in ACCESS EXCLUSIVE mode: every statement of the worker on the table
+  // waits, so the records read are stuck in the write stage, with more read behind them.
   const lockAll = (t: TestEnvironment) => lockPositions(t.db.url, "ACCESS EXCLUSIVE")
 
-  const hydrationWaiting = (t: TestEnvironment) =>
+  const statementWaiting = (t: TestEnvironment) =>
     Effect.promise(() =>
       t.pool.query<{ n: number }>(
         `SELECT count(*)::int AS n FROM pg_stat_activity
-          WHERE datname = $1 AND application_name = 'processor' AND wait_event_type = 'Lock' AND query LIKE '%unnest%'`,
+          WHERE datname = $1 AND application_name = 'processor' AND wait_event_type = 'Lock'`,
         [t.db.name]
       )
     ).pipe(Effect.map((r) => r.rows[0]!.n > 0))
@@ -77,7 +77,7 @@ describe("shutdown", () => {
       return { status: response.status, body: (await response.json()) as { checks: { consumer: string } } }
     })
 
-  it.scopedLive("SIGTERM with records stuck in hydration: every entry read is written and acknowledged before exit 0; /readyz says draining", () =>
+  it.scopedLive("SIGTERM with records stuck behind a lock: every entry read is written and acknowledged before exit 0; /readyz says draining", () =>
     Effect.gen(function*() {
       const t = yield* testEnvironment
       const worker = yield* startWorker(workerEnv(t))
@@ -90,7 +90,7 @@ describe("shutdown", () => {
         for (const payload of payloads) tx.xadd(t.stream, "*", "payload", payload)
         await tx.exec()
       })
-      yield* waitUntil("the hydration query waiting for the lock", hydrationWaiting(t), 30_000)
+      yield* waitUntil("a statement waiting for the lock", statementWaiting(t), 30_000)
       const read = yield* consumerPending(t.redis, t.stream, t.group, "worker-1")
       expect(read).toBeGreaterThan(0)
 
@@ -99,8 +99,8 @@ describe("shutdown", () => {
       // Repeated signals (a process-group kill, Ctrl-C twice) do not cut the drain short.
       worker.process.kill("SIGTERM")
       worker.process.kill("SIGINT")
-      // Still stuck in the state stage, entries still pending: the worker is draining, not gone.
-      expect(yield* hydrationWaiting(t)).toBe(true)
+      // Still stuck behind the lock, entries still pending: the worker is draining, not gone.
+      expect(yield* statementWaiting(t)).toBe(true)
       expect(worker.process.exitCode).toBe(null)
       yield* Effect.sleep("2 seconds")
       yield* Effect.promise(() => locker.query("COMMIT"))
@@ -123,7 +123,7 @@ describe("shutdown", () => {
         for (const payload of makePayloads(200, 22, 1000)) tx.xadd(t.stream, "*", "payload", payload)
         await tx.exec()
       })
-      yield* waitUntil("the hydration query waiting for the lock", hydrationWaiting(t), 30_000)
+      yield* waitUntil("a statement waiting for the lock", statementWaiting(t), 30_000)
       const pending = yield* consumerPending(t.redis, t.stream, t.group, "worker-1")
       expect(pending).toBeGreaterThan(0)
 

@@ -15,7 +15,10 @@ export interface Accepted {
 /**
  * Where domain rules (finish-line crossings, geofences) plug in: after device state is updated, before the
  * write. A stage sees each chunk in stream order and returns the records to write. Without a layer of its
- * own it passes everything through, so the plumbing never depends on domain code.
+ * own it passes everything through, so the plumbing never depends on domain code. The state holds what this
+ * process has seen; a stage that needs a device's history from before (a restart, an eviction, another
+ * instance) calls `DeviceState.hydrate` for its chunk's devices first, and pays one query for those not yet
+ * hydrated.
  */
 export class DomainStage extends Context.Reference<DomainStage>()("processor/DomainStage", {
   defaultValue: () => ({

@@ -26,7 +26,7 @@ interface MutableDevice {
   last_position: LastPosition | undefined
   last_seen_at: Date
   position_count_session: number
-  /** Whether the newest stored row has been read. Until it has, every read that holds the device tries again. */
+  /** Whether the newest stored row has been merged in (`hydrate`). Until it has, every `hydrate` of the device tries again. */
   hydrated: boolean
   /** What the cache counts this device as (`footprint`), as of its last `set`. */
   bytes: number
@@ -60,18 +60,23 @@ const lastPosition = ({ attributesJson, position: p }: Observed): LastPosition =
 
 export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceState, {
   /**
-   * Applies a chunk of records in order. Devices not in memory, or whose hydration failed before, are first
-   * hydrated from their newest stored row, with one query for all of them. A device whose hydration fails
-   * (the query is retried inside while the failure is transient) does not hold back the others: the failing
-   * devices are isolated by halving the list, logged, and tried again with their next record.
+   * Applies a chunk of records in order, in memory only: it never waits for the database, so the write path
+   * costs the same whatever the fleet's size. A device not in memory starts from its first record here and is
+   * marked not hydrated; its newest stored row is merged in only when a reader asks for it (`hydrate`, and
+   * `get`). `late` counts records older than what this process knows of their device at that moment.
    */
   readonly update: (records: ReadonlyArray<Observed>) => Effect.Effect<UpdateSummary>
   /**
-   * After a write: `keys` are records that were not stored as sent (a different row was stored first with
-   * the same key, or the database refused the record). A device whose newest position is one of them takes
-   * its newest stored row instead, so the state never shows a position the table does not hold.
+   * Merges into each device in memory that is not hydrated yet its newest stored row (the newer of the two by
+   * timestamp stands), with one query for all of them; devices already hydrated or not in memory cost nothing.
+   * For readers that need a device's history beyond this process: a domain stage calls it for its records'
+   * devices before it looks at their state. A device whose query fails (retried inside while the failure is
+   * transient) does not hold back the others: the failing ones are isolated by halving the list, logged
+   * (`device state not hydrated for N of M devices …`) and tried again by the next call.
    */
+  readonly hydrate: (deviceIds: Iterable<string>) => Effect.Effect<void>
   readonly reconcile: (keys: ReadonlyArray<PositionKey>) => Effect.Effect<void>
+  /** The device's state (a copy), hydrated first if it was not; none when the device is not in memory. */
   readonly get: (deviceId: string) => Effect.Effect<Option.Option<DeviceView>>
   readonly size: Effect.Effect<number>
 }>() {
@@ -86,9 +91,10 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
       const { latest } = yield* LatestPositions
       const skewMs = Duration.toMillis(maxFutureSkew)
       let evicted = 0
-      // Single writer: `update` runs on the pipeline's one state fiber. `reconcile` (from the write fibers)
-      // changes a device only in a synchronous step after its query, and only if the device's newest is still
-      // the key it was asked about. Readers (HTTP) get copies.
+      // Single writer: `update` runs on the pipeline's one state fiber. `reconcile` (from the write fibers) and
+      // `hydrate` (from readers: a domain stage, HTTP) change a device only in a synchronous step after their
+      // query, and only towards the table (reconcile: if the device's newest is still the key it was asked about;
+      // hydrate: if the stored row is newer). Readers get copies.
       const devices = new LRUCache<string, MutableDevice>({
         max: capacity,
         maxSize: maxBytes,
@@ -127,42 +133,38 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
           })
         )
 
+      const hydrateNow = (deviceIds: Iterable<string>) =>
+        Effect.gen(function*() {
+          const missing: Array<string> = []
+          for (const id of new Set(deviceIds)) if (devices.peek(id)?.hydrated === false) missing.push(id)
+          if (missing.length === 0) return
+          const { error, failed, stored } = yield* hydrate(missing)
+          if (failed.length > 0) {
+            yield* Effect.logWarning(`device state not hydrated for ${failed.length} of ${missing.length} devices (tried again by the next reader): ${error}`)
+          }
+          const failedSet = new Set(failed)
+          // Synchronous after the query: the device may have been evicted, or have taken newer records, meanwhile.
+          for (const id of missing) {
+            const known = devices.peek(id)
+            if (known === undefined || failedSet.has(id)) continue
+            known.hydrated = true
+            const row = stored.get(id)
+            if (row !== undefined && (known.last_position === undefined || row.timestamp.getTime() > known.last_position.timestamp.getTime())) {
+              known.last_position = row
+              resized(id, known)
+            }
+          }
+        })
+
       const update = (records: ReadonlyArray<Observed>) =>
         Effect.gen(function*() {
           const now = new Date(yield* Clock.currentTimeMillis)
           evicted = 0
-          const missing = new Set<string>()
-          for (const r of records) {
-            const id = r.position.device_id
-            if (devices.peek(id)?.hydrated !== true) missing.add(id)
-          }
-          if (missing.size > 0) {
-            const { error, failed, stored } = yield* hydrate([...missing])
-            if (failed.length > 0) {
-              yield* Effect.logWarning(`device state not hydrated for ${failed.length} of ${missing.size} devices (tried again with their next record): ${error}`)
-            }
-            const failedSet = new Set(failed)
-            for (const id of missing) {
-              const known = devices.peek(id)
-              const hydrated = !failedSet.has(id)
-              const row = stored.get(id)
-              if (known === undefined) {
-                put(id, { last_position: row, last_seen_at: now, position_count_session: 0, hydrated, bytes: 0 })
-              } else if (hydrated) {
-                known.hydrated = true
-                if (row !== undefined && (known.last_position === undefined || row.timestamp.getTime() > known.last_position.timestamp.getTime())) {
-                  known.last_position = row
-                  resized(id, known)
-                }
-              }
-            }
-          }
           let late = 0
           for (const r of records) {
             const p = r.position
             let device = devices.get(p.device_id)
             if (device === undefined) {
-              // Only when one chunk holds more distinct devices than the capacity.
               device = { last_position: undefined, last_seen_at: now, position_count_session: 0, hydrated: false, bytes: 0 }
               put(p.device_id, device)
             }
@@ -198,11 +200,14 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
         })
 
       const get = (deviceId: string) =>
-        Effect.sync(() =>
-          Option.map(Option.fromNullable(devices.peek(deviceId)), ({ bytes: _b, hydrated: _h, ...d }): DeviceView => d)
+        Effect.zipRight(
+          hydrateNow([deviceId]),
+          Effect.sync(() =>
+            Option.map(Option.fromNullable(devices.peek(deviceId)), ({ bytes: _b, hydrated: _h, ...d }): DeviceView => d)
+          )
         )
 
-      return DeviceState.of({ update, reconcile, get, size: Effect.sync(() => devices.size) })
+      return DeviceState.of({ update, hydrate: hydrateNow, reconcile, get, size: Effect.sync(() => devices.size) })
     })
 
   static readonly layer = Layer.effect(
