@@ -5,10 +5,16 @@ import type { RedisError } from "./Redis.js"
 /** One stream entry as read from the group. */
 export interface StreamEntry {
   readonly id: string
-  /** The entry's `payload` field; undefined when it has none. */
+  /** The entry's `payload` field as text; undefined when it has none. */
   readonly payload: string | undefined
   /** The payload's bytes are not valid UTF-8 (`payload` has U+FFFD in their place): the entry is invalid. */
-  readonly invalidUtf8?: true
+  readonly invalidUtf8?: true | undefined
+  /**
+   * The `payload` field's bytes as Redis returned them, when they were read as bytes: the decoder scans them
+   * first (src/position/scan.ts), so a valid entry's text need not be made. `payload` and `invalidUtf8` say
+   * the same as ever.
+   */
+  readonly payloadBytes?: Buffer | undefined
 }
 
 /**
