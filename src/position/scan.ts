@@ -24,6 +24,7 @@ import {
 // string taken from it (device_id, attribute names and string values) is storable text (no U+0000, no surrogate).
 
 const QUOTE = 0x22
+const PLUS = 0x2b
 const COMMA = 0x2c
 const MINUS = 0x2d
 const DOT = 0x2e
@@ -98,13 +99,13 @@ const names = new Int32Array(2 * MAX_ATTRIBUTES)
 const sentinels: Array<number> = []
 let scratch = Buffer.allocUnsafe(4096)
 
-const equalAt = (b: Uint8Array, at: number, end: number, expected: Uint8Array): boolean => {
+const equalAt = (b: Buffer, at: number, end: number, expected: Uint8Array): boolean => {
   if (end - at !== expected.length) return false
   for (let i = 0; i < expected.length; i++) if (b[at + i] !== expected[i]) return false
   return true
 }
 
-const startsWith = (b: Uint8Array, at: number, expected: Uint8Array): boolean => {
+const startsWith = (b: Buffer, at: number, expected: Uint8Array): boolean => {
   if (at + expected.length > b.length) return false
   for (let i = 0; i < expected.length; i++) if (b[at + i] !== expected[i]) return false
   return true
@@ -114,7 +115,7 @@ const startsWith = (b: Uint8Array, at: number, expected: Uint8Array): boolean =>
  * The end (offset of the closing quote) of a string whose contents start at `at`: printable ASCII (0x20–0x7f)
  * without `"` or `\`, so the text is its bytes. -1 for anything else, or no closing quote.
  */
-const stringEnd = (b: Uint8Array, at: number): number => {
+const stringEnd = (b: Buffer, at: number): number => {
   const n = b.length
   for (let i = at; i < n; i++) {
     const c = b[i]!
@@ -125,12 +126,14 @@ const stringEnd = (b: Uint8Array, at: number): number => {
 }
 
 /**
- * Scans a JSON number at `at`: the offset after it, with numberValue and numberCanonical set, or -1 when it is not
- * `-?(0|[1-9][0-9]*)(\.[0-9]+)?` with at most 15 significant digits and at most 22 decimals (an exponent, or more
- * digits, go to JSON.parse). The digits m are then an exact integer and 10^k an exact double, so m / 10^k, one
- * correctly rounded division, is the double nearest the decimal: what JSON.parse gives.
+ * Scans a JSON number at `at` (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`): the offset after it, with
+ * numberValue and numberCanonical set, or -1 when the bytes are not a number or it is not finite ("1e400").
+ * Common numbers (no exponent, at most 15 significant digits, at most 22 decimals) are computed from their digits:
+ * the digits m are then an exact integer and 10^k an exact double, so m / 10^k, one correctly rounded division,
+ * is the double nearest the decimal, which is what JSON.parse gives. Others are read by Number(), which reads
+ * JSON's numbers as JSON.parse does.
  */
-const scanNumber = (b: Uint8Array, at: number): number => {
+const scanNumber = (b: Buffer, at: number): number => {
   const n = b.length
   let i = at
   const negative = b[i] === MINUS
@@ -166,11 +169,25 @@ const scanNumber = (b: Uint8Array, at: number): number => {
     decimals = i - first
     if (decimals === 0) return -1
     // Trailing zeros ("1.50", "0.0") are not the shortest form.
-    if (b[i - 1] === ZERO) canonical = false
-    if (leadingZeros > 5) canonical = false
+    if (b[i - 1] === ZERO || leadingZeros > 5) canonical = false
   }
-  if (i < n && ((c = b[i]!) === LOWER_E || c === UPPER_E)) return -1
-  if (digits > MAX_DIGITS || decimals > 22) return -1
+  let exponent = false
+  if (i < n && ((c = b[i]!) === LOWER_E || c === UPPER_E)) {
+    exponent = true
+    i++
+    if (i < n && ((c = b[i]!) === PLUS || c === MINUS)) i++
+    const first = i
+    while (i < n && (c = b[i]!) >= ZERO && c <= NINE) i++
+    if (i === first) return -1
+  }
+  if (exponent || digits > MAX_DIGITS || decimals > 22) {
+    const text = b.toString("latin1", at, i)
+    const value = Number(text)
+    if (!Number.isFinite(value)) return -1
+    numberValue = value
+    numberCanonical = String(value) === text
+    return i
+  }
   let value = decimals === 0 ? m : m / POW10[decimals]!
   if (negative) {
     value = -value
@@ -182,12 +199,12 @@ const scanNumber = (b: Uint8Array, at: number): number => {
   return i
 }
 
-const digitAt = (b: Uint8Array, i: number): number => {
+const digitAt = (b: Buffer, i: number): number => {
   const d = b[i]! - ZERO
   return d >= 0 && d <= 9 ? d : -1
 }
 
-const twoDigits = (b: Uint8Array, i: number): number => {
+const twoDigits = (b: Buffer, i: number): number => {
   const hi = digitAt(b, i)
   const lo = digitAt(b, i + 1)
   return hi < 0 || lo < 0 ? -1 : hi * 10 + lo
@@ -214,7 +231,7 @@ const daysFromCivil = (year: number, month: number, day: number): number => {
  * Milliseconds of the common form `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z` between `at` and `end`, or NaN when the text is
  * of another form (an offset) or not a real instant; the caller then asks parseInstant.
  */
-const instantMs = (b: Uint8Array, at: number, end: number): number => {
+const instantMs = (b: Buffer, at: number, end: number): number => {
   const length = end - at
   if (length < 20 || b[at + 4] !== MINUS || b[at + 7] !== MINUS || b[at + 10] !== UPPER_T || b[at + 13] !== COLON ||
     b[at + 16] !== COLON || b[end - 1] !== UPPER_Z) return NaN
@@ -244,13 +261,13 @@ const instantMs = (b: Uint8Array, at: number, end: number): number => {
 }
 
 /** The field index of the key between `at` and `end`, or -1. */
-const fieldOf = (b: Uint8Array, at: number, end: number): number => {
+const fieldOf = (b: Buffer, at: number, end: number): number => {
   for (let f = 0; f < FIELD_NAMES.length; f++) if (equalAt(b, at, end, FIELD_NAMES[f]!)) return f
   return -1
 }
 
 /** An array index as JSON.parse's objects order them (ascending, before every other key): its value, or -1. */
-const arrayIndex = (b: Uint8Array, at: number, end: number): number => {
+const arrayIndex = (b: Buffer, at: number, end: number): number => {
   const length = end - at
   if (length === 0 || length > 10 || (length > 1 && b[at] === ZERO)) return -1
   let v = 0
@@ -262,14 +279,14 @@ const arrayIndex = (b: Uint8Array, at: number, end: number): number => {
   return v <= 4_294_967_294 ? v : -1
 }
 
-const sameBytes = (b: Uint8Array, a0: number, a1: number, c0: number, c1: number): boolean => {
+const sameBytes = (b: Buffer, a0: number, a1: number, c0: number, c1: number): boolean => {
   if (a1 - a0 !== c1 - c0) return false
   for (let i = 0; i < a1 - a0; i++) if (b[a0 + i] !== b[c0 + i]) return false
   return true
 }
 
 /** Whether `b[at..end)` is base64 as Position.ts's BASE64 accepts it (groups of four, padding only at the end). */
-const isBase64 = (b: Uint8Array, at: number, end: number): boolean => {
+const isBase64 = (b: Buffer, at: number, end: number): boolean => {
   const length = end - at
   if (length % 4 !== 0) return false
   for (let i = at; i < end; i++) {
@@ -290,7 +307,7 @@ const isBase64 = (b: Uint8Array, at: number, end: number): boolean => {
  * (not `__proto__`, at most 64 characters), in the order JSON.parse's object keeps them, none twice; values that
  * are strings, booleans, numbers in their shortest form, or well-formed sentinels.
  */
-const scanAttributes = (b: Uint8Array, at: number): number => {
+const scanAttributes = (b: Buffer, at: number): number => {
   const n = b.length
   let i = at + 1
   if (b[i] === RIGHT_BRACE) return i + 1
@@ -373,7 +390,7 @@ const ensureScratch = (bytes: number): Buffer => {
 }
 
 /** The stored JSON of attributes `b[at..end)` with sentinels: each one replaced by its stored value. */
-const storedWithSentinels = (b: Uint8Array, at: number, end: number): string => {
+const storedWithSentinels = (b: Buffer, at: number, end: number): string => {
   // A sentinel's stored form is at most twice as long as it: digits for `{"__bigint":"digits"}`; for
   // `{"__bytes":"…"}` (L base64 characters, L + 14 bytes) two hex digits per byte, 3L/2 + 2.
   const out = ensureScratch(2 * (end - at))
