@@ -31,6 +31,14 @@ const COMMAND_RETRY_WINDOW = Duration.seconds(10)
 // only; past this many the set starts over.
 const KNOWN_FAILED_LIMIT = 100_000
 
+const PAYLOAD_NAME = Buffer.from("payload", "latin1")
+// Compared as bytes: no string made per entry for its field names.
+const isPayloadName = (name: Buffer): boolean => {
+  if (name.length !== PAYLOAD_NAME.length) return false
+  for (let i = 0; i < PAYLOAD_NAME.length; i++) if (name[i] !== PAYLOAD_NAME[i]) return false
+  return true
+}
+
 /** Entries with their payload, and the ids of entries deleted from the stream (a null field list). */
 // Replies are read as bytes: a payload that is not valid UTF-8 is flagged (and dead-lettered) instead of being
 // decoded with U+FFFD in place of its bad bytes, which would make distinct device ids equal.
@@ -45,7 +53,7 @@ const split = (raw: ReadonlyArray<RawEntry>) => {
     }
     let bytes: Buffer | undefined
     for (let f = 0; f < fields.length; f += 2) {
-      if (fields[f]!.length === 7 && fields[f]!.toString("latin1") === "payload") {
+      if (isPayloadName(fields[f]!)) {
         bytes = fields[f + 1]!
         break
       }

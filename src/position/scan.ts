@@ -76,7 +76,7 @@ const FIELD_NAMES = [
   "attributes"
 ].map(bytesOf)
 /** Each field's member opening, `"name":`: in the producer's order, each is found by one comparison. */
-const FIELD_OPENINGS = FIELD_NAMES.map((name) => Uint8Array.from([QUOTE, ...name, COLON]))
+const FIELD_OPENINGS = FIELD_NAMES.map((name) => Uint8Array.from([QUOTE, ...name, QUOTE, COLON]))
 /** Every field but event_id and attributes (optional, with defaults). */
 const REQUIRED = (1 << EVENT_ID) - 1
 
@@ -99,6 +99,8 @@ let numberCanonical = false
 const names = new Int32Array(2 * MAX_ATTRIBUTES)
 /** Sentinels found in the attributes: [start, end, kind, valueStart, valueEnd] each (kind 0 bigint, 1 bytes). */
 const sentinels: Array<number> = []
+/** How many numbers of `sentinels` belong to the payload being scanned (5 a sentinel). */
+let sentinelsUsed = 0
 let scratch = Buffer.allocUnsafe(4096)
 
 // Buffer's own latin1Slice, which toString("latin1", …) calls after checking its arguments (ours are in range).
@@ -380,7 +382,11 @@ const scanAttributes = (b: Buffer, at: number): number => {
         for (; d < valueEnd; d++) if (digitAt(b, d) < 0) return -1
       } else if (!isBase64(b, valueStart, valueEnd)) return -1
       i = valueEnd + 2
-      sentinels.push(start, i, kind, valueStart, valueEnd)
+      sentinels[sentinelsUsed++] = start
+      sentinels[sentinelsUsed++] = i
+      sentinels[sentinelsUsed++] = kind
+      sentinels[sentinelsUsed++] = valueStart
+      sentinels[sentinelsUsed++] = valueEnd
     } else {
       const end = scanNumber(b, i)
       if (end < 0 || !numberCanonical) return -1
@@ -405,7 +411,7 @@ const storedWithSentinels = (b: Buffer, at: number, end: number): string => {
   const out = ensureScratch(2 * (end - at))
   let o = 0
   let from = at
-  for (let s = 0; s < sentinels.length; s += 5) {
+  for (let s = 0; s < sentinelsUsed; s += 5) {
     const start = sentinels[s]!
     const stop = sentinels[s + 1]!
     const valueStart = sentinels[s + 3]!
@@ -493,7 +499,7 @@ export class ScannedPosition implements Position {
  * Does not apply MAX_PAYLOAD_BYTES or MAX_FUTURE_SKEW (decodeEntry does).
  */
 export const scanPayload = (b: Buffer): Decoded | undefined => {
-  sentinels.length = 0
+  sentinelsUsed = 0
   const n = b.length
   if (n < 2 || b[0] !== LEFT_BRACE) return undefined
   let seen = 0
@@ -603,7 +609,7 @@ export const scanPayload = (b: Buffer): Decoded | undefined => {
     source = EMPTY_SOURCE
     attributesAt = 0
     attributesEnd = 2
-  } else if (sentinels.length === 0) attributesJson = ascii(b, attributesAt, attributesEnd)
+  } else if (sentinelsUsed === 0) attributesJson = ascii(b, attributesAt, attributesEnd)
   else attributesJson = storedWithSentinels(b, attributesAt, attributesEnd)
   return {
     position: new ScannedPosition(
