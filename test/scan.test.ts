@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Either, FastCheck as fc } from "effect"
+import { streamIdTime } from "../src/consumer/Consumer.js"
 import { attributesJson } from "../src/position/attributesJson.js"
 import { decodeEntry, decodePayload, type Limits } from "../src/position/decode.js"
 import { type AttributeValue, parseInstant } from "../src/position/Position.js"
@@ -150,8 +151,8 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
     for (let i = 0; i < b.length; i++) if (b[i] === 0x22 && b[i + 1] !== 0x3a && b[i + 1] !== 0x2c && b[i + 1] !== 0x7d) quotes.push(i)
     if (quotes.length === 0) return b
     const at = quotes[Math.floor(f * quotes.length) % quotes.length]! + 1
-    const c = b[at]!
-    if (c === 0x22 || c === 0x5c || c >= 0x80) return b
+    const c = b[at]
+    if (c === undefined || c === 0x22 || c === 0x5c || c >= 0x80) return b
     return splice(b, at, 1, Buffer.from(`\\u${c.toString(16).padStart(4, "0")}`))
   })
 )
@@ -299,5 +300,27 @@ describe("scanPayload", () => {
     const fine = decodeEntry(bytesEntry(ID, bytes), limits)
     const today = decodePayload(bytes.toString())
     expect(Either.isRight(fine) && Either.isRight(today) && decodedDifference(fine.right, today.right)).toBeUndefined()
+  })
+})
+
+describe("streamIdTime", () => {
+  it("reads an id's milliseconds as Number() of the part before the dash does", () => {
+    const slow = (id: string) => {
+      const dash = id.indexOf("-")
+      return dash > 0 ? Number(id.slice(0, dash)) : NaN
+    }
+    const ids = fc.oneof(
+      fc.tuple(fc.oneof(fc.nat().map(String), fc.maxSafeNat().map(String), fc.stringMatching(/^[0-9]{0,20}$/)), fc.nat()).map(([ms, seq]) => `${ms}-${seq}`),
+      fc.string({ maxLength: 24, unit: fc.constantFrom(..."0123456789-+ .eExX") }),
+      fc.string()
+    )
+    fc.assert(
+      fc.property(ids, (id) => {
+        expect(Object.is(streamIdTime(id), slow(id)), id).toBe(true)
+      }),
+      { numRuns: 5000 }
+    )
+    expect(streamIdTime("1777629600000-0")).toBe(1777629600000)
+    expect(streamIdTime("custom")).toBeNaN()
   })
 })
