@@ -219,6 +219,16 @@ describe("scanPayload", () => {
     for (const other of scanned) expect(checkAgainstToday(Buffer.from(other), limits), other).toBe(true)
   })
 
+  it("many attributes: indices up to MAX_ATTRIBUTES, at most 32 other names (more go to today's decoder)", () => {
+    const indices = Object.fromEntries(Array.from({ length: 512 }, (_, i) => [String(i), i]))
+    expect(checkAgainstToday(text(withField("attributes", indices)), limits)).toBe(true)
+    expect(checkAgainstToday(text(withField("attributes", { ...indices, "512": 1 })), limits)).toBe(false)
+    const named = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${"n".repeat(60)}${String(i).padStart(4, "0")}`, i]))
+    expect(checkAgainstToday(text(withField("attributes", named(32))), limits)).toBe(true)
+    expect(checkAgainstToday(text(withField("attributes", named(33))), limits)).toBe(false)
+    expect(checkAgainstToday(text(withField("attributes", named(512))), limits)).toBe(false)
+  })
+
   it("reads numbers as JSON.parse does, and copies an attribute's number only when its text is the stored one", () => {
     fc.assert(
       fc.property(numberText, fc.constantFrom("latitude", "longitude", "altitude", "angle", "speed", "satellites", "priority", "event_id", "attribute"), (number, where) => {

@@ -95,6 +95,8 @@ const HEX = bytesOf("0123456789abcdef")
 let numberValue = 0
 /** Whether the number's text is what `String(numberValue)` gives (the stored form). */
 let numberCanonical = false
+/** Most attribute names that are not array indices in a payload this path reads. */
+const MAX_NAMED = 32
 /** Attribute members: the start and end offsets of each name, for the duplicate check. */
 const names = new Int32Array(2 * MAX_ATTRIBUTES)
 /** Sentinels found in the attributes: [start, end, kind, valueStart, valueEnd] each (kind 0 bigint, 1 bytes). */
@@ -325,6 +327,7 @@ const scanAttributes = (b: Buffer, at: number): number => {
   let count = 0
   let lastIndex = -1
   let others = false
+  let firstOther = 0
   let c: number
   for (;;) {
     if (b[i] !== QUOTE || count === MAX_ATTRIBUTES) return -1
@@ -338,8 +341,15 @@ const scanAttributes = (b: Buffer, at: number): number => {
       lastIndex = index
     } else {
       if (equalAt(b, nameStart, nameEnd, PROTO)) return -1
-      others = true
-      for (let k = 0; k < count; k++) {
+      if (!others) {
+        others = true
+        firstOther = count
+      }
+      // Names that are not indices are checked against each other for duplicates, pairwise: past MAX_NAMED of
+      // them (IO element ids are indices) today's decoder takes the payload, so no payload costs more than
+      // MAX_NAMED² / 2 comparisons here.
+      if (count - firstOther === MAX_NAMED) return -1
+      for (let k = firstOther; k < count; k++) {
         if (sameBytes(b, names[2 * k]!, names[2 * k + 1]!, nameStart, nameEnd)) return -1
       }
     }
