@@ -15,11 +15,16 @@ import {
 } from "./Position.js"
 import { scanPayload } from "./scan.js"
 
-// The hot path: runs for every record. It accepts exactly what the Schema accepts (property-tested in
+// Two fast paths, then the Schema. decodeEntry first hands an entry's bytes to scan.ts, which reads the
+// producer's compact form without JSON.parse and only ever accepts; whatever it does not take comes here.
+// decodeFast, on the object JSON.parse made, accepts exactly what the Schema accepts (property-tested in
 // test/decode.test.ts) and, on rejection, defers to the Schema for the message, so errors stay precise
 // while valid records never pay for the Schema's generality.
 
-/** A valid record: the position, and its attributes as stored (positions.attributes), built while validating. */
+/**
+ * A valid record: the position, and its attributes as stored (positions.attributes), built while validating.
+ * A position from the byte scanner is a ScannedPosition (scan.ts), whose `attributes` map is made on first read.
+ */
 export interface Decoded {
   readonly position: Position
   readonly attributesJson: string
