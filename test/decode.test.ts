@@ -13,6 +13,7 @@ import {
 } from "../src/position/Position.js"
 import { MAX_ATTRIBUTES } from "../src/position/Position.js"
 import { readKey, RowEncoder } from "../src/writer/copyBinary.js"
+import { checkAgainstToday } from "./support/ScanCheck.js"
 
 /** The decoders' positions; their attributes' stored JSON is checked in the properties below. */
 const decodePosition = (payload: string | undefined): Either.Either<Position, string> =>
@@ -602,6 +603,22 @@ describe("fastDecode against the Schema (property)", () => {
       }),
       { numRuns: 2000 }
     )
+  })
+})
+
+describe("the byte-level fast path against today's decoder (property)", () => {
+  // The Schema's generated payloads as bytes: whenever scanPayload accepts, it gives decodePayload's record, and
+  // decodeEntry's verdict is the same with the bytes scanned or not (test/scan.test.ts has the byte-level damage).
+  it("scanPayload agrees with decodePayload, and decodeEntry's verdict does not change", () => {
+    const limits: Limits = { maxPayloadBytes: 32_768, maxFutureSkewMs: 0 }
+    let accepted = 0
+    fc.assert(
+      fc.property(payloadArb, (u) => {
+        if (checkAgainstToday(Buffer.from(toJsonText(u)), limits)) accepted++
+      }),
+      { numRuns: 3000 }
+    )
+    expect(accepted).toBeGreaterThan(100)
   })
 })
 

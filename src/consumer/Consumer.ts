@@ -5,10 +5,16 @@ import type { RedisError } from "./Redis.js"
 /** One stream entry as read from the group. */
 export interface StreamEntry {
   readonly id: string
-  /** The entry's `payload` field; undefined when it has none. */
+  /** The entry's `payload` field as text; undefined when it has none. */
   readonly payload: string | undefined
   /** The payload's bytes are not valid UTF-8 (`payload` has U+FFFD in their place): the entry is invalid. */
-  readonly invalidUtf8?: true
+  readonly invalidUtf8?: true | undefined
+  /**
+   * The `payload` field's bytes as Redis returned them, when they were read as bytes: the decoder scans them
+   * first (src/position/scan.ts), so a valid entry's text need not be made. `payload` and `invalidUtf8` say
+   * the same as ever.
+   */
+  readonly payloadBytes?: Buffer | undefined
 }
 
 /**
@@ -16,6 +22,18 @@ export interface StreamEntry {
  * explicit id claimed). NaN for a string of another form.
  */
 export const streamIdTime = (id: string): number => {
+  // Runs twice per record (the skew check, the lag): Redis's own ids (at most 15 digits before the dash) are
+  // read in place, without a slice; any other id as Number(slice) reads it.
+  let ms = 0
+  for (let i = 0; i < id.length && i <= 15; i++) {
+    const c = id.charCodeAt(i)
+    if (c === 45) {
+      if (i === 0) break
+      return ms
+    }
+    if (c < 48 || c > 57) break
+    ms = ms * 10 + (c - 48)
+  }
   const dash = id.indexOf("-")
   return dash > 0 ? Number(id.slice(0, dash)) : NaN
 }

@@ -31,6 +31,14 @@ const COMMAND_RETRY_WINDOW = Duration.seconds(10)
 // only; past this many the set starts over.
 const KNOWN_FAILED_LIMIT = 100_000
 
+const PAYLOAD_NAME = Buffer.from("payload", "latin1")
+// Compared as bytes: no string made per entry for its field names.
+const isPayloadName = (name: Buffer): boolean => {
+  if (name.length !== PAYLOAD_NAME.length) return false
+  for (let i = 0; i < PAYLOAD_NAME.length; i++) if (name[i] !== PAYLOAD_NAME[i]) return false
+  return true
+}
+
 /** Entries with their payload, and the ids of entries deleted from the stream (a null field list). */
 // Replies are read as bytes: a payload that is not valid UTF-8 is flagged (and dead-lettered) instead of being
 // decoded with U+FFFD in place of its bad bytes, which would make distinct device ids equal.
@@ -43,19 +51,34 @@ const split = (raw: ReadonlyArray<RawEntry>) => {
       deleted.push(id)
       continue
     }
-    let payload: string | undefined
-    let invalidUtf8 = false
+    let bytes: Buffer | undefined
     for (let f = 0; f < fields.length; f += 2) {
-      if (fields[f]!.length === 7 && fields[f]!.toString("latin1") === "payload") {
-        const bytes = fields[f + 1]!
-        payload = bytes.toString("utf8")
-        invalidUtf8 = !isUtf8(bytes)
+      if (isPayloadName(fields[f]!)) {
+        bytes = fields[f + 1]!
         break
       }
     }
-    entries.push(invalidUtf8 ? { id, payload, invalidUtf8 } : { id, payload })
+    entries.push(bytes === undefined ? { id, payload: undefined } : new BytesEntry(id, bytes))
   }
   return { entries, deleted }
+}
+
+/**
+ * An entry with a payload, read as bytes. Its text and UTF-8 check are made when first asked for: the decoder
+ * scans the bytes themselves and asks only for the payloads its fast path does not read (src/position/decode.ts).
+ */
+class BytesEntry implements StreamEntry {
+  #payload: string | undefined = undefined
+
+  constructor(readonly id: string, readonly payloadBytes: Buffer) {}
+
+  get payload(): string {
+    return (this.#payload ??= this.payloadBytes.toString("utf8"))
+  }
+
+  get invalidUtf8(): true | undefined {
+    return isUtf8(this.payloadBytes) ? undefined : true
+  }
 }
 
 // Acknowledges each entry and copies it to the dead-letter stream only if that acknowledgement took it out

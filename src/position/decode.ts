@@ -13,12 +13,18 @@ import {
   type Position,
   unstorable
 } from "./Position.js"
+import { scanPayload } from "./scan.js"
 
-// The hot path: runs for every record. It accepts exactly what the Schema accepts (property-tested in
+// Two fast paths, then the Schema. decodeEntry first hands an entry's bytes to scan.ts, which reads the
+// producer's compact form without JSON.parse and only ever accepts; whatever it does not take comes here.
+// decodeFast, on the object JSON.parse made, accepts exactly what the Schema accepts (property-tested in
 // test/decode.test.ts) and, on rejection, defers to the Schema for the message, so errors stay precise
 // while valid records never pay for the Schema's generality.
 
-/** A valid record: the position, and its attributes as stored (positions.attributes), built while validating. */
+/**
+ * A valid record: the position, and its attributes as stored (positions.attributes), built while validating.
+ * A position from the byte scanner is a ScannedPosition (scan.ts), whose `attributes` map is made on first read.
+ */
 export interface Decoded {
   readonly position: Position
   readonly attributesJson: string
@@ -163,6 +169,14 @@ const human = (ms: number): string => Duration.format(Duration.seconds(Math.ceil
  * than `maxFutureSkewMs` ahead of the time Redis accepted the entry). Never throws, whatever the entry holds.
  */
 export const decodeEntry = (entry: StreamEntry, limits: Limits): Either.Either<Decoded, Reason> => {
+  // The fast path first, on the bytes when the consumer read them as bytes: what it accepts is ASCII (so valid
+  // UTF-8) within the size limit, and decoded as decodePayload would decode it. Anything else goes the way it
+  // always went, text and verdict and message.
+  const bytes = entry.payloadBytes
+  if (bytes !== undefined && bytes.length <= limits.maxPayloadBytes) {
+    const scanned = scanPayload(bytes)
+    if (scanned !== undefined) return checkSkew(entry, scanned, limits)
+  }
   const payload = entry.payload
   // First: the size of bytes that are not UTF-8 cannot be told from their decoded text.
   if (entry.invalidUtf8 === true) {
@@ -175,17 +189,21 @@ export const decodeEntry = (entry: StreamEntry, limits: Limits): Either.Either<D
   }
   const decoded = decodePayload(payload)
   if (decoded._tag === "Left") return Either.left(Reason.Invalid({ message: decoded.left }))
-  const { position } = decoded.right
+  return checkSkew(entry, decoded.right, limits)
+}
+
+/** A decoded entry, or Invalid when its timestamp is more than `maxFutureSkewMs` ahead of its stream id time. */
+const checkSkew = (entry: StreamEntry, decoded: Decoded, limits: Limits): Either.Either<Decoded, Reason> => {
   if (limits.maxFutureSkewMs > 0) {
+    const { timestamp } = decoded.position
     const at = streamIdTime(entry.id)
-    const ahead = position.timestamp.getTime() - at
+    const ahead = timestamp.getTime() - at
     if (ahead > limits.maxFutureSkewMs) {
       return Either.left(Reason.Invalid({
-        message: `timestamp: ${position.timestamp.toISOString()} is ${human(ahead)} ahead of the time Redis ` +
+        message: `timestamp: ${timestamp.toISOString()} is ${human(ahead)} ahead of the time Redis ` +
           `accepted the entry (${new Date(at).toISOString()}), more than MAX_FUTURE_SKEW=${human(limits.maxFutureSkewMs)}`
       }))
     }
   }
-  // The same Right: its Left type is the only difference.
-  return decoded as Either.Either<Decoded, never>
+  return Either.right(decoded)
 }
