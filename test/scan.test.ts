@@ -299,6 +299,22 @@ describe("scanPayload", () => {
     )
   })
 
+  it("a scanned position does not depend on the reply's buffer: overwritten after decoding, the attributes map is the same", () => {
+    const withoutSentinels = { ...template, attributes: { "1": true, "16": 123456, name: "x" } }
+    for (const payload of [template, withoutSentinels]) {
+      const expected = decodePayload(JSON.stringify(payload))
+      // The payload as a view in the middle of a larger reply buffer, as Redis replies are read.
+      const reply = Buffer.concat([Buffer.from("*2\r\n"), text(payload), Buffer.from("\r\n")])
+      const bytes = reply.subarray(4, reply.length - 2)
+      const decoded = decodeEntry(bytesEntry(ID, bytes), limits)
+      reply.fill(0x30)
+      if (Either.isLeft(decoded) || Either.isLeft(expected)) throw new Error("the payload is valid")
+      expect(decoded.right.position).toBeInstanceOf(ScannedPosition)
+      expect(decoded.right.position.attributes).toEqual(expected.right.position.attributes)
+      expect(decoded.right.attributesJson).toBe(expected.right.attributesJson)
+    }
+  })
+
   it("decodeEntry applies MAX_PAYLOAD_BYTES and MAX_FUTURE_SKEW to scanned entries as to others", () => {
     const bytes = text(template)
     expect(decodeEntry(bytesEntry(ID, bytes), { ...limits, maxPayloadBytes: bytes.length - 1 })).toStrictEqual(

@@ -449,11 +449,9 @@ const storedWithSentinels = (b: Buffer, at: number, end: number): string => {
   return ascii(out, 0, o)
 }
 
-const EMPTY_SOURCE = Buffer.from("{}")
-
 /** The attributes map of an accepted payload, as today's decoder makes it: JSON.parse, then sentinels resolved. */
-const attributesOf = (source: Buffer, at: number, end: number): Record<string, AttributeValue> => {
-  const o = JSON.parse(source.toString("latin1", at, end)) as Record<string, unknown>
+const attributesOf = (text: string): Record<string, AttributeValue> => {
+  const o = JSON.parse(text) as Record<string, unknown>
   for (const key in o) {
     const value = o[key]
     // Validated by the scan: decodeAttribute resolves it.
@@ -465,15 +463,14 @@ const attributesOf = (source: Buffer, at: number, end: number): Record<string, A
 /**
  * A position read by the scanner. Its attributes map is made on first use (by JSON.parse of the attributes'
  * bytes, then decodeAttribute for sentinels, as today's decoder makes it): the hot path reads the stored JSON
- * instead, so valid records never build it. It keeps the payload's bytes until then (a view of the Redis reply;
- * nothing holds a position past its read). `attributes` is a getter on the prototype: a spread (`{ ...p }`)
+ * instead, so valid records never build it. It keeps the attributes' text as sent until then: the stored JSON
+ * itself when there are no sentinels (the same string), else a copy; never the Redis reply's buffer, so nothing
+ * done to that buffer later can change or break it. `attributes` is a getter on the prototype: a spread (`{ ...p }`)
  * copies the other fields only, so a copy names it (`{ ...p, attributes: p.attributes }`). An own accessor would
  * cost Object.defineProperty per record (some 125 ns, measured).
  */
 export class ScannedPosition implements Position {
-  #source: Buffer | undefined
-  #at: number
-  #end: number
+  #text: string | undefined
   #attributes: Readonly<Record<string, AttributeValue>> | undefined
 
   constructor(
@@ -487,20 +484,16 @@ export class ScannedPosition implements Position {
     readonly satellites: number,
     readonly priority: number,
     readonly event_id: number,
-    source: Buffer,
-    at: number,
-    end: number
+    attributesText: string
   ) {
-    this.#source = source
-    this.#at = at
-    this.#end = end
+    this.#text = attributesText
     this.#attributes = undefined
   }
 
   get attributes(): Readonly<Record<string, AttributeValue>> {
     if (this.#attributes === undefined) {
-      this.#attributes = attributesOf(this.#source!, this.#at, this.#end)
-      this.#source = undefined
+      this.#attributes = attributesOf(this.#text!)
+      this.#text = undefined
     }
     return this.#attributes
   }
@@ -616,14 +609,14 @@ export const scanPayload = (b: Buffer): Decoded | undefined => {
   }
   if ((seen & REQUIRED) !== REQUIRED) return undefined
   let attributesJson: string
-  let source: Buffer = b
-  if (attributesAt < 0) {
-    attributesJson = "{}"
-    source = EMPTY_SOURCE
-    attributesAt = 0
-    attributesEnd = 2
-  } else if (sentinelsUsed === 0) attributesJson = ascii(b, attributesAt, attributesEnd)
-  else attributesJson = storedWithSentinels(b, attributesAt, attributesEnd)
+  // The attributes as sent, for the map made on first use.
+  let attributesText: string
+  if (attributesAt < 0) attributesJson = attributesText = "{}"
+  else if (sentinelsUsed === 0) attributesJson = attributesText = ascii(b, attributesAt, attributesEnd)
+  else {
+    attributesJson = storedWithSentinels(b, attributesAt, attributesEnd)
+    attributesText = ascii(b, attributesAt, attributesEnd)
+  }
   return {
     position: new ScannedPosition(
       deviceId,
@@ -636,9 +629,7 @@ export const scanPayload = (b: Buffer): Decoded | undefined => {
       satellites,
       priority,
       eventId,
-      source,
-      attributesAt,
-      attributesEnd
+      attributesText
     ),
     attributesJson
   }
