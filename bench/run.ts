@@ -65,8 +65,9 @@ const run = async (o: Options, redis: IORedis, results: Results) => {
   if (needWorker) {
     log("building the worker (tsc -p tsconfig.build.json)")
     const built = buildWorker()
-    worker = { ...built, args: [...o.workerNodeFlags, ...built.args] }
-    results.meta["worker"] = { how: worker.how, args: worker.args, buildSeconds: worker.buildSeconds }
+    // The defaults first: a flag given again in --node-flags overrides its default (the last one counts).
+    worker = { ...built, args: [...built.defaultFlags, ...o.workerNodeFlags, ...built.args] }
+    results.meta["worker"] = { how: worker.how, args: worker.args, defaultFlags: worker.defaultFlags, buildSeconds: worker.buildSeconds }
     log(`worker: node ${worker.args.join(" ")} (build ${worker.buildSeconds.toFixed(1)} s)`)
   }
   const dataset = { count: o.n, devices: o.devices, seed: o.seed }
