@@ -8,7 +8,9 @@ import { checkAborted, defer, log, RESULTS_DIR, ROOT, sleep } from "./infra.js"
 // ---- how the worker is started ------------------------------------------------------------------------------
 
 export interface WorkerCommand {
-  /** Arguments to `node` (before any profiling flags). */
+  /** The worker's default `node` flags (package.json's `start`), before `--node-flags` so those can override them. */
+  readonly defaultFlags: ReadonlyArray<string>
+  /** Arguments to `node` after the flags: the script (before any profiling flags). */
   readonly args: ReadonlyArray<string>
   readonly how: "dist" | "tsx"
   readonly buildSeconds: number
@@ -34,21 +36,35 @@ const distUpToDate = (): boolean => {
 }
 
 /**
+ * The `node` flags operators start the worker with: those of package.json's `start` script, `node [--flag …]
+ * dist/main.js`, the one source of them (test/manifests.test.ts holds the Dockerfile's CMD to the same flags).
+ * Throws when the script has another shape.
+ */
+export const defaultWorkerFlags = (): ReadonlyArray<string> => {
+  const manifest = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts?: Record<string, string> }
+  const start = manifest.scripts?.["start"] ?? ""
+  const match = /^node((?:\s+--\S+)*)\s+dist\/main\.js$/.exec(start.trim())
+  if (match === null) throw new Error(`package.json: the start script is not "node [--flag …] dist/main.js": '${start}'`)
+  return match[1]!.split(/\s+/).filter((flag) => flag !== "")
+}
+
+/**
  * `tsc -p tsconfig.build.json` into dist/ (skipped when dist/ is newer than src/), then `node dist/main.js`;
  * `node --import tsx src/main.ts` if the build fails.
  */
 export const buildWorker = (): WorkerCommand => {
-  if (distUpToDate()) return { args: ["dist/main.js"], how: "dist", buildSeconds: 0, buildOutput: "dist/ newer than src/: not rebuilt" }
+  const defaultFlags = defaultWorkerFlags()
+  if (distUpToDate()) return { defaultFlags, args: ["dist/main.js"], how: "dist", buildSeconds: 0, buildOutput: "dist/ newer than src/: not rebuilt" }
   const started = performance.now()
   const tsc = join(ROOT, "node_modules", "typescript", "bin", "tsc")
   const result = spawnSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: ROOT, encoding: "utf8" })
   const buildSeconds = (performance.now() - started) / 1000
   const buildOutput = `${result.stdout ?? ""}${result.stderr ?? ""}`.trim()
   if (result.status === 0 && existsSync(join(ROOT, "dist", "main.js"))) {
-    return { args: ["dist/main.js"], how: "dist", buildSeconds, buildOutput }
+    return { defaultFlags, args: ["dist/main.js"], how: "dist", buildSeconds, buildOutput }
   }
   log(`build failed (exit ${result.status}); running the worker with tsx instead:\n${buildOutput.slice(0, 2000)}`)
-  return { args: ["--import", "tsx", "src/main.ts"], how: "tsx", buildSeconds, buildOutput }
+  return { defaultFlags, args: ["--import", "tsx", "src/main.ts"], how: "tsx", buildSeconds, buildOutput }
 }
 
 /** The baseline consumer, transpiled (no type check) to plain JS so it runs on bare node like dist/main.js. */

@@ -65,8 +65,9 @@ const run = async (o: Options, redis: IORedis, results: Results) => {
   if (needWorker) {
     log("building the worker (tsc -p tsconfig.build.json)")
     const built = buildWorker()
-    worker = { ...built, args: [...o.workerNodeFlags, ...built.args] }
-    results.meta["worker"] = { how: worker.how, args: worker.args, buildSeconds: worker.buildSeconds }
+    // The defaults first: a flag given again in --node-flags overrides its default (the last one counts).
+    worker = { ...built, args: [...built.defaultFlags, ...o.workerNodeFlags, ...built.args] }
+    results.meta["worker"] = { how: worker.how, args: worker.args, defaultFlags: worker.defaultFlags, buildSeconds: worker.buildSeconds }
     log(`worker: node ${worker.args.join(" ")} (build ${worker.buildSeconds.toFixed(1)} s)`)
   }
   const dataset = { count: o.n, devices: o.devices, seed: o.seed }
@@ -409,7 +410,10 @@ const main = async () => {
   const file = join(RESULTS_DIR, `${stamp}.json`)
   await writeFile(file, JSON.stringify(results, null, 2))
   if (results.profile) process.stdout.write(`\n${formatProfile(results.profile)}\n`)
-  process.stdout.write(`\n${report(o, results)}\n\nload average start ${(results.meta["loadAtStart"] as Array<number>).join(" ")}, ` +
+  // "Default settings" include the start script's node flags: say which they were.
+  const worker = results.meta["worker"] as { readonly args: ReadonlyArray<string> } | undefined
+  process.stdout.write(`\n${report(o, results)}\n\n${worker === undefined ? "" : `worker: node ${worker.args.join(" ")}; `}` +
+    `load average start ${(results.meta["loadAtStart"] as Array<number>).join(" ")}, ` +
     `end ${(results.meta["loadAtEnd"] as Array<number>).join(" ")}; results: ${file}\n`)
   if (results.errors.length > 0) {
     process.stdout.write(`\n${results.errors.length} figure(s) failed:\n${results.errors.map((e) => `  ${e.figure}: ${e.message.split("\n")[0]}`).join("\n")}\n`)
