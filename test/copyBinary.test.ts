@@ -131,6 +131,28 @@ describe("RowEncoder", () => {
   })
 })
 
+describe("RowEncoder, ASCII known (append with ascii)", () => {
+  it("writes the same bytes as the UTF-8 path for ASCII text, across blocks, and rows of both kinds interleave (property)", () => {
+    const asciiText = fc.string({ unit: fc.integer({ min: 0, max: 0x7f }).map((c) => String.fromCharCode(c)) })
+    const asciiEncoder = new RowEncoder(512)
+    const reference = new RowEncoder(512)
+    fc.assert(
+      fc.property(asciiText.filter((s) => s.length > 0 && s.length <= 64), asciiText, fc.boolean(), (deviceId, note, mixed) => {
+        const p = position({ device_id: deviceId, attributes: { note } })
+        const json = attributesJson(p.attributes)
+        // A non-ASCII row in between (the UTF-8 path of the same encoder) moves the offsets.
+        if (mixed) asciiEncoder.append(position({ device_id: "dév✓" }), "{\"n\":\"😀\"}")
+        const start = asciiEncoder.append(p, json, true)
+        const row = { block: asciiEncoder.lastBlock, start, end: asciiEncoder.lastEnd }
+        const expected = reference.encode(p, json)
+        expect(row.block.subarray(row.start, row.end)).toEqual(expected.block.subarray(expected.start, expected.end))
+        expect(readRow(row).device_id).toBe(deviceId)
+      }),
+      { numRuns: 1000 }
+    )
+  })
+})
+
 describe("copyData", () => {
   it("is the header, the rows in order, and the trailer, whether rows share a block or not", () => {
     const small = new RowEncoder(300)

@@ -29,16 +29,27 @@ export interface CopyRow {
 
 // One field each: its byte length, then the value in the type's binary form. Each returns the offset after it.
 
-const text = (b: Buffer, value: string, at: number): number => {
-  const bytes = b.write(value, at + 4, "utf8")
+// Buffer's own writers, without `write`'s argument handling (not in @types/node).
+interface StringWriters {
+  utf8Write(value: string, offset: number): number
+  latin1Write(value: string, offset: number): number
+}
+
+// A string's bytes as UTF-8 at `at`; `ascii`: the caller knows it is ASCII, whose UTF-8 is its Latin-1 (a
+// byte per character, no encoding).
+const utf8 = (b: Buffer, value: string, at: number, ascii: boolean): number =>
+  ascii ? (b as unknown as StringWriters).latin1Write(value, at) : (b as unknown as StringWriters).utf8Write(value, at)
+
+const text = (b: Buffer, value: string, at: number, ascii: boolean): number => {
+  const bytes = utf8(b, value, at + 4, ascii)
   b.writeInt32BE(bytes, at)
   return at + 4 + bytes
 }
 
 // jsonb: a version byte (1), then the JSON text.
-const jsonb = (b: Buffer, json: string, at: number): number => {
+const jsonb = (b: Buffer, json: string, at: number, ascii: boolean): number => {
   b[at + 4] = 1
-  const bytes = b.write(json, at + 5, "utf8")
+  const bytes = utf8(b, json, at + 5, ascii)
   b.writeInt32BE(1 + bytes, at)
   return at + 5 + bytes
 }
@@ -80,9 +91,30 @@ export class RowEncoder {
 
   constructor(private readonly blockBytes = 256 * 1024) {}
 
-  encode(p: Position, attributesJson: string): CopyRow {
+  /** The block the last row went into (`append`). */
+  get lastBlock(): Buffer {
+    return this.block
+  }
+
+  /** The end of the last row in its block (`append`). */
+  get lastEnd(): number {
+    return this.offset
+  }
+
+  encode(p: Position, attributesJson: string, ascii = false): CopyRow {
+    const start = this.append(p, attributesJson, ascii)
+    return { block: this.block, start, end: this.offset }
+  }
+
+  /**
+   * Encodes a row as `encode` does and returns its start, for a caller that keeps the row in an object of its
+   * own (`lastBlock`, start, `lastEnd`). `ascii`: `p.device_id` and `attributesJson` are known to be ASCII (as
+   * the byte scanner's are): they are copied a byte per character, not encoded; a string that is not ASCII
+   * would be written wrong, so without that knowledge leave it false.
+   */
+  append(p: Position, attributesJson: string, ascii = false): number {
     // UTF-8 takes at most three bytes per UTF-16 unit.
-    const bound = FIXED_BYTES + 3 * (p.device_id.length + attributesJson.length)
+    const bound = FIXED_BYTES + (ascii ? 1 : 3) * (p.device_id.length + attributesJson.length)
     if (this.offset + bound > this.block.length) {
       this.block = Buffer.allocUnsafeSlow(Math.max(this.blockBytes, bound))
       this.offset = 0
@@ -90,7 +122,7 @@ export class RowEncoder {
     const b = this.block
     const start = this.offset
     let at = b.writeInt16BE(FIELDS, start)
-    at = text(b, p.device_id, at)
+    at = text(b, p.device_id, at, ascii)
     at = timestamptz(b, p.timestamp.getTime(), at)
     at = float8(b, p.latitude, at)
     at = float8(b, p.longitude, at)
@@ -100,9 +132,9 @@ export class RowEncoder {
     at = int2(b, p.satellites, at)
     at = int2(b, p.priority, at)
     at = p.event_id <= INT4_MAX && p.event_id >= -INT4_MAX - 1 ? int4(b, p.event_id, at) : int8(b, p.event_id, at)
-    at = jsonb(b, attributesJson, at)
+    at = jsonb(b, attributesJson, at, ascii)
     this.offset = at
-    return { block: b, start, end: at }
+    return start
   }
 }
 
