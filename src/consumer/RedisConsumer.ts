@@ -40,14 +40,20 @@ const isPayloadName = (name: Buffer): boolean => {
   return true
 }
 
+interface Latin1Slice {
+  latin1Slice(start: number, end: number): string
+}
+
 /** Entries with their payload, and the ids of entries deleted from the stream (a null field list). */
 // Replies are read as bytes: a payload that is not valid UTF-8 is flagged (and dead-lettered) instead of being
 // decoded with U+FFFD in place of its bad bytes, which would make distinct device ids equal.
 const split = (raw: ReadonlyArray<RawEntry>) => {
   const entries: Array<StreamEntry> = []
   const deleted: Array<string> = []
-  for (const [idBytes, fields] of raw) {
-    const id = idBytes.toString("latin1")
+  for (let r = 0; r < raw.length; r++) {
+    const [idBytes, fields] = raw[r]!
+    // Redis's ids are ASCII: latin1 reads them as they are, without toString's argument handling.
+    const id = (idBytes as unknown as Latin1Slice).latin1Slice(0, idBytes.length)
     if (fields === null) {
       deleted.push(id)
       continue

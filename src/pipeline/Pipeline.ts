@@ -230,7 +230,10 @@ export const run = Effect.gen(function*() {
   const feed = accepted.pipe(
     Stream.runForEachChunk((chunk) =>
       Effect.suspend(() => {
-        for (const queued of chunk) {
+        // An array-backed chunk (accept makes them): indexed, not through Chunk's iterator.
+        const rows = Chunk.toReadonlyArray(chunk)
+        for (let i = 0; i < rows.length; i++) {
+          const queued = rows[i]!
           waiting.push(queued)
           waitingBytes += queued.end - queued.start
         }
