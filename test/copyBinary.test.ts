@@ -91,6 +91,15 @@ describe("RowEncoder", () => {
     expect(Object.is(row.speed, 0)).toBe(true)
   })
 
+  it("refuses a value its column type cannot hold rather than wrapping it (a stage's record; the decoder lets none through)", () => {
+    const encoder = new RowEncoder()
+    expect(() => encoder.encode(position({ satellites: 70_000 }), "{}")).toThrow(RangeError)
+    expect(() => encoder.encode(position({ priority: -40_000 }), "{}")).toThrow(RangeError)
+    expect(() => encoder.encode(position({ event_id: 2 ** 64 }), "{}")).toThrow(RangeError)
+    // The encoder goes on after a refusal.
+    expect(readRow(encoder.encode(position({ satellites: 255 }), "{}")).satellites).toBe(255)
+  })
+
   it("round-trips every value the decoder accepts, across blocks (property)", () => {
     const awkward = fc.string({ unit: fc.oneof(fc.constantFrom("\t", "\\", "\n", "é", "✓", "😀"), fc.char()) })
     const positionArb = fc.record({
