@@ -1,6 +1,7 @@
 // Finishes scanned for linearly from the expected slot before the index is built: about a batch's worth.
 const SCAN_LIMIT = 8192
-// A finished prefix at least this long, and at least half the slots, is cut off.
+// A finished prefix at least this long, and at least half the slots, is cut off; past this many slots held,
+// so are finished slots once they are three quarters of them.
 const COMPACT_AFTER = 1024
 
 /**
@@ -58,9 +59,19 @@ export class InFlight {
       let head = slot + 1
       while (ids[head] === undefined) head++
       this.#head = head
-      if (head >= COMPACT_AFTER && head * 2 >= ids.length) this.#compact()
     }
+    const held = ids.length - this.#head
+    if (held >= COMPACT_AFTER && this.#size * 4 <= held) {
+      // An old id still here (a slow write) keeps the head back while others come and go: the finished slots
+      // are dropped once they are three quarters of those held, so memory follows the ids here, not the traffic.
+      this.#compactSparse()
+    } else if (this.#head >= COMPACT_AFTER && this.#head * 2 >= ids.length) this.#compact()
     return true
+  }
+
+  /** Slots held, finished ones included (at most about 4 × `size` once past COMPACT_AFTER): memory, for tests. */
+  get slots(): number {
+    return this.#ids.length - this.#head
   }
 
   /** The ids here, oldest first (a copy). */
@@ -91,6 +102,23 @@ export class InFlight {
     const head = this.#head
     this.#ids = this.#ids.slice(head)
     this.#next = Math.max(0, this.#next - head)
+    this.#head = 0
+    this.#index = undefined
+    this.#indexed = 0
+  }
+
+  #compactSparse(): void {
+    const ids = this.#ids
+    const next = this.#next
+    const live: Array<string | undefined> = []
+    let newNext = -1
+    for (let i = this.#head; i < ids.length; i++) {
+      if (i === next) newNext = live.length
+      const id = ids[i]
+      if (id !== undefined) live.push(id)
+    }
+    this.#ids = live
+    this.#next = newNext < 0 ? live.length : newNext
     this.#head = 0
     this.#index = undefined
     this.#indexed = 0
