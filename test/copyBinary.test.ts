@@ -91,6 +91,15 @@ describe("RowEncoder", () => {
     expect(Object.is(row.speed, 0)).toBe(true)
   })
 
+  it("refuses a value its column type cannot hold rather than wrapping it (a stage's record; the decoder lets none through)", () => {
+    const encoder = new RowEncoder()
+    expect(() => encoder.encode(position({ satellites: 70_000 }), "{}")).toThrow(RangeError)
+    expect(() => encoder.encode(position({ priority: -40_000 }), "{}")).toThrow(RangeError)
+    expect(() => encoder.encode(position({ event_id: 2 ** 64 }), "{}")).toThrow(RangeError)
+    // The encoder goes on after a refusal.
+    expect(readRow(encoder.encode(position({ satellites: 255 }), "{}")).satellites).toBe(255)
+  })
+
   it("round-trips every value the decoder accepts, across blocks (property)", () => {
     const awkward = fc.string({ unit: fc.oneof(fc.constantFrom("\t", "\\", "\n", "é", "✓", "😀"), fc.char()) })
     const positionArb = fc.record({
@@ -125,6 +134,28 @@ describe("RowEncoder", () => {
         expect(JSON.parse(back.attributes)).toEqual({ note })
         expect(readKey(row)).toEqual({ deviceId: p.device_id, ms })
         expect(rowKey(row)).toBe(keyOf(p.device_id, ms))
+      }),
+      { numRuns: 1000 }
+    )
+  })
+})
+
+describe("RowEncoder, ASCII known (append with ascii)", () => {
+  it("writes the same bytes as the UTF-8 path for ASCII text, across blocks, and rows of both kinds interleave (property)", () => {
+    const asciiText = fc.string({ unit: fc.integer({ min: 0, max: 0x7f }).map((c) => String.fromCharCode(c)) })
+    const asciiEncoder = new RowEncoder(512)
+    const reference = new RowEncoder(512)
+    fc.assert(
+      fc.property(asciiText.filter((s) => s.length > 0 && s.length <= 64), asciiText, fc.boolean(), (deviceId, note, mixed) => {
+        const p = position({ device_id: deviceId, attributes: { note } })
+        const json = attributesJson(p.attributes)
+        // A non-ASCII row in between (the UTF-8 path of the same encoder) moves the offsets.
+        if (mixed) asciiEncoder.append(position({ device_id: "dév✓" }), "{\"n\":\"😀\"}")
+        const start = asciiEncoder.append(p, json, true)
+        const row = { block: asciiEncoder.lastBlock, start, end: asciiEncoder.lastEnd }
+        const expected = reference.encode(p, json)
+        expect(row.block.subarray(row.start, row.end)).toEqual(expected.block.subarray(expected.start, expected.end))
+        expect(readRow(row).device_id).toBe(deviceId)
       }),
       { numRuns: 1000 }
     )

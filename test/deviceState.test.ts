@@ -190,4 +190,23 @@ describe("DeviceState", () => {
       expect(yield* state.size).toBe(3)
       for (const id of ["f", "g", "h"]) expect(Option.isSome(yield* state.get(id))).toBe(true)
     }))
+
+  it.effect("a view from get is a copy: later records change neither it nor a row the table gave", () =>
+    Effect.gen(function*() {
+      const row = stored("dev-1", "2026-05-01T10:05:00Z", 7)
+      const table = Layer.succeed(LatestPositions, LatestPositions.of({ latest: () => Effect.succeed(new Map([["dev-1", row]])) }))
+      const state = yield* DeviceState.make(10).pipe(Effect.provide(table))
+      yield* state.update([observed("dev-1", "2026-05-01T10:00:00Z", 1), observed("dev-2", "2026-05-01T10:00:00Z", 2)])
+      const before = yield* newest(state, "dev-2")
+      yield* state.update([observed("dev-2", "2026-05-01T10:00:01Z", 3)])
+      expect(before?.speed).toBe(2)
+      expect(before?.timestamp.toISOString()).toBe("2026-05-01T10:00:00.000Z")
+      expect((yield* newest(state, "dev-2"))?.speed).toBe(3)
+      // dev-1 takes the table's newer row, then a newer record: the table's object stays as it was.
+      expect((yield* newest(state, "dev-1"))?.speed).toBe(7)
+      yield* state.update([observed("dev-1", "2026-05-01T10:06:00Z", 8)])
+      expect((yield* newest(state, "dev-1"))?.speed).toBe(8)
+      expect(row.speed).toBe(7)
+      expect(row.timestamp.toISOString()).toBe("2026-05-01T10:05:00.000Z")
+    }))
 })

@@ -1,10 +1,12 @@
 import { BATCH_MAX_BYTES } from "../src/pipeline/Pipeline.js"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Layer, Option, Ref, TestClock } from "effect"
+import { type Accepted, DomainStage } from "../src/pipeline/DomainStage.js"
 import * as Pipeline from "../src/pipeline/Pipeline.js"
+import { ScannedPosition } from "../src/position/scan.js"
 import { DeviceState } from "../src/state/DeviceState.js"
 import { LatestPositions } from "../src/state/LatestPositions.js"
-import { type CopyRow, readKey, rowKey } from "../src/writer/copyBinary.js"
+import { type CopyRow, readKey, RowEncoder, rowKey } from "../src/writer/copyBinary.js"
 import { Duplicate, Inserted, type Outcome, Writer } from "../src/writer/Writer.js"
 import { entry, makeMemoryConsumer, position } from "./support/MemoryConsumer.js"
 import { configLayer } from "./support/testConfig.js"
@@ -154,5 +156,50 @@ describe("Pipeline", () => {
       yield* consumer.end
       yield* run
       expect(Chunk.size(Chunk.fromIterable(yield* writer.batches))).toBe(0)
+    }))
+
+  it.effect("rows of scanned records and of records a domain stage makes are the encoder's UTF-8 rows of what the stage returns", () =>
+    Effect.gen(function*() {
+      const consumer = yield* makeMemoryConsumer
+      const rows: Array<Buffer> = []
+      const writerLayer = Layer.succeed(Writer, Writer.of({
+        write: (batch) =>
+          Effect.sync(() => {
+            for (const row of batch) rows.push(Buffer.from(row.block.subarray(row.start, row.end)))
+            return batch.map(() => Inserted)
+          })
+      }))
+      // Passes the first record on, gives the second a non-ASCII device id and attributes (a new record, from a
+      // scanned one), and the third new attributes only (its position still the scanner's).
+      const returned: Array<Accepted> = []
+      const stage = Layer.succeed(DomainStage, {
+        process: (records: ReadonlyArray<Accepted>) =>
+          Effect.sync(() => {
+            const [kept, renamed, annotated] = records as [Accepted, Accepted, Accepted]
+            const out: Array<Accepted> = [
+              kept,
+              { ...renamed, position: { ...renamed.position, attributes: renamed.position.attributes, device_id: "dév-✓" }, attributesJson: "{\"n\":\"ü😀\"}" },
+              { ...annotated, attributesJson: "{\"zone\":\"Šiauliai\"}" }
+            ]
+            returned.push(...out)
+            return out
+          })
+      })
+      const state = Layer.effect(DeviceState, DeviceState.make(100)).pipe(Layer.provide(noStoredPositions))
+      // Read as bytes, as RedisConsumer reads them: the byte scanner decodes them.
+      const entries = ["dev-1", "dev-2", "dev-3"].map((id) => {
+        const e = entry(position(id, "2026-05-01T10:00:00.000Z", { attributes: { "16": 1 } }))
+        return { ...e, payloadBytes: Buffer.from(e.payload!) }
+      })
+      yield* consumer.read(entries)
+      yield* consumer.end
+      yield* Pipeline.run.pipe(Effect.provide(Layer.mergeAll(consumer.layer, writerLayer, state, stage, configLayer())))
+      expect(returned[0]!.position).toBeInstanceOf(ScannedPosition)
+      const reference = new RowEncoder()
+      expect(rows).toEqual(returned.map((r) => {
+        const row = reference.encode(r.position, r.attributesJson)
+        return Buffer.from(row.block.subarray(row.start, row.end))
+      }))
+      expect(readKey({ block: rows[1]!, start: 0, end: rows[1]!.length }).deviceId).toBe("dév-✓")
     }))
 })

@@ -7,6 +7,7 @@ import * as Reason from "../deadletter/Reason.js"
 import { messageOf } from "../ErrorMessage.js"
 import * as Metrics from "../observability/Metrics.js"
 import { Consumer, type DeadLetter, type StreamEntry, type WriteFailure } from "./Consumer.js"
+import { InFlight } from "./InFlight.js"
 import { Progress } from "../observability/Progress.js"
 import * as ReadLoop from "./ReadLoop.js"
 import { callOn, Redis, RedisError } from "./Redis.js"
@@ -39,14 +40,20 @@ const isPayloadName = (name: Buffer): boolean => {
   return true
 }
 
+interface Latin1Slice {
+  latin1Slice(start: number, end: number): string
+}
+
 /** Entries with their payload, and the ids of entries deleted from the stream (a null field list). */
 // Replies are read as bytes: a payload that is not valid UTF-8 is flagged (and dead-lettered) instead of being
 // decoded with U+FFFD in place of its bad bytes, which would make distinct device ids equal.
 const split = (raw: ReadonlyArray<RawEntry>) => {
   const entries: Array<StreamEntry> = []
   const deleted: Array<string> = []
-  for (const [idBytes, fields] of raw) {
-    const id = idBytes.toString("latin1")
+  for (let r = 0; r < raw.length; r++) {
+    const [idBytes, fields] = raw[r]!
+    // Redis's ids are ASCII: latin1 reads them as they are, without toString's argument handling.
+    const id = (idBytes as unknown as Latin1Slice).latin1Slice(0, idBytes.length)
     if (fields === null) {
       deleted.push(id)
       continue
@@ -174,8 +181,9 @@ export const make = Effect.gen(function*() {
   const call = <A>(op: string, f: () => Promise<A>) => callOn(client, op, f)
 
   // Entries handed out and not yet acknowledged, dead-lettered or failed: a claim never hands them out
-  // again (XAUTOCLAIM does take this consumer's own idle entries, a slow write's included).
-  const inFlight = new Set<string>()
+  // again (XAUTOCLAIM does take this consumer's own idle entries, a slow write's included). Not a Set: ids
+  // leave in nearly the order they came, which InFlight tracks without hashing each one (twice per record).
+  const inFlight = new InFlight()
   // Entries known to have failure counts, so an ack removes their counts in the same MULTI: acks of entries
   // that never failed (nearly all) cost nothing more.
   const knownFailed = new Set<string>()
@@ -228,7 +236,9 @@ export const make = Effect.gen(function*() {
       )
     }).pipe(
       Effect.asVoid,
-      Effect.ensuring(Effect.sync(() => ids.forEach((id) => inFlight.delete(id))))
+      Effect.ensuring(Effect.sync(() => {
+        for (let i = 0; i < ids.length; i++) inFlight.delete(ids[i]!)
+      }))
     )
   }
 
@@ -303,7 +313,7 @@ export const make = Effect.gen(function*() {
     )
 
   const handOut = (entries: ReadonlyArray<StreamEntry>) => {
-    for (const e of entries) inFlight.add(e.id)
+    for (let i = 0; i < entries.length; i++) inFlight.add(entries[i]!.id)
     return entries
   }
 
@@ -375,7 +385,7 @@ export const make = Effect.gen(function*() {
   // in flight (JUSTID leaves the delivery count alone; acknowledged ids are skipped by Redis).
   const keepInFlight = Effect.suspend(() => {
     if (inFlight.size === 0) return Effect.void
-    const ids = [...inFlight]
+    const ids = inFlight.toArray()
     return call("XCLAIM JUSTID", () =>
       client.xclaim(stream, group, consumer, 0, ...ids, "JUSTID") as Promise<Array<string>>
     ).pipe(

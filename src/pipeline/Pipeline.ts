@@ -5,6 +5,8 @@ import { Reason, render } from "../deadletter/Reason.js"
 import * as Metrics from "../observability/Metrics.js"
 import { Progress } from "../observability/Progress.js"
 import { decodeEntry } from "../position/decode.js"
+import type { Position } from "../position/Position.js"
+import { ScannedPosition } from "../position/scan.js"
 import { DeviceState } from "../state/DeviceState.js"
 import type { PositionKey } from "../state/LastPosition.js"
 import { type CopyRow, readKey, RowEncoder } from "../writer/copyBinary.js"
@@ -13,12 +15,21 @@ import { type Accepted, DomainStage } from "./DomainStage.js"
 import { Shutdown } from "./Shutdown.js"
 
 /**
- * A record past the domain stage, waiting for the writer: its entry id and its encoded row, nothing else.
- * What waits is what survives young-generation collections; positions and payloads are left behind.
+ * A record past the domain stage, waiting for the writer: its entry id and its encoded row (bytes `start` to
+ * `end` of `block`), nothing else, in one object. What waits is what survives young-generation collections;
+ * positions and payloads are left behind.
  */
-interface Queued {
-  readonly id: string
-  readonly row: CopyRow
+class Queued implements CopyRow {
+  constructor(readonly id: string, readonly block: Buffer, readonly start: number, readonly end: number) {}
+}
+
+/**
+ * A record the byte scanner decoded (its position a ScannedPosition): its device id and attributes JSON are
+ * ASCII, which the encoder copies without encoding. A stage that passes the record on passes this object; one
+ * that makes a new record (a spread, a literal) makes a plain object, encoded as UTF-8 like any other.
+ */
+class ScannedRecord implements Accepted {
+  constructor(readonly id: string, readonly position: Position, readonly attributesJson: string) {}
 }
 
 /** A batch holds at most this many bytes of encoded rows (besides BATCH_SIZE records): about 1,000 times a usual row. */
@@ -70,7 +81,12 @@ export const run = Effect.gen(function*() {
         const entry = entries[i]!
         const decoded = decodeEntry(entry, limits)
         if (decoded._tag === "Right") {
-          accepted.push({ id: entry.id, position: decoded.right.position, attributesJson: decoded.right.attributesJson })
+          const { attributesJson, position } = decoded.right
+          accepted.push(
+            position instanceof ScannedPosition
+              ? new ScannedRecord(entry.id, position, attributesJson)
+              : { id: entry.id, position, attributesJson }
+          )
         } else invalid.push({ id: entry.id, reason: decoded.left })
       }
       if (invalid.length > 0) {
@@ -84,7 +100,8 @@ export const run = Effect.gen(function*() {
       const queued = new Array<Queued>(staged.length)
       for (let i = 0; i < staged.length; i++) {
         const record = staged[i]!
-        queued[i] = { id: record.id, row: encoder.encode(record.position, record.attributesJson) }
+        const start = encoder.append(record.position, record.attributesJson, record instanceof ScannedRecord)
+        queued[i] = new Queued(record.id, encoder.lastBlock, start, encoder.lastEnd)
       }
       return Chunk.unsafeFromArray(queued)
     })
@@ -93,7 +110,7 @@ export const run = Effect.gen(function*() {
     Effect.gen(function*() {
       const records = Chunk.toReadonlyArray(batch)
       const started = yield* Clock.currentTimeMillis
-      const outcomes = yield* writer.write(records.map((r) => r.row))
+      const outcomes = yield* writer.write(records)
       const committed = yield* Clock.currentTimeMillis
       const ackIds: Array<string> = []
       const rejected: Array<DeadLetter> = []
@@ -122,7 +139,7 @@ export const run = Effect.gen(function*() {
             ackIds.push(record.id)
             break
           case "Conflict": {
-            const key = readKey(record.row)
+            const key = readKey(record)
             notStored.push(key)
             conflicted.push({ id: record.id, reason: Reason.Conflict({ deviceId: key.deviceId, timestamp: new Date(key.ms).toISOString() }) })
             break
@@ -131,7 +148,7 @@ export const run = Effect.gen(function*() {
             failed++
             if (outcome.permanent) {
               rejected.push({ id: record.id, reason: Reason.Rejected({ message: outcome.reason }) })
-              notStored.push(readKey(record.row))
+              notStored.push(readKey(record))
             } else stuck.push({ id: record.id, error: outcome.reason })
         }
       }
@@ -213,9 +230,12 @@ export const run = Effect.gen(function*() {
   const feed = accepted.pipe(
     Stream.runForEachChunk((chunk) =>
       Effect.suspend(() => {
-        for (const queued of chunk) {
+        // An array-backed chunk (accept makes them): indexed, not through Chunk's iterator.
+        const rows = Chunk.toReadonlyArray(chunk)
+        for (let i = 0; i < rows.length; i++) {
+          const queued = rows[i]!
           waiting.push(queued)
-          waitingBytes += queued.row.end - queued.row.start
+          waitingBytes += queued.end - queued.start
         }
         if (waiting.length > 0) work.unsafeOpen()
         if (!full()) return Effect.void
@@ -238,7 +258,7 @@ export const run = Effect.gen(function*() {
     let n = 0
     let bytes = 0
     while (n < waiting.length && n < config.batchSize && bytes < BATCH_MAX_BYTES) {
-      const row = waiting[n++]!.row
+      const row = waiting[n++]!
       bytes += row.end - row.start
     }
     const batch = waiting.splice(0, n)

@@ -44,7 +44,55 @@ export interface UpdateSummary {
   readonly late: number
 }
 
-const lastPosition = ({ attributesJson, position: p }: Observed): LastPosition => ({
+/**
+ * A device's newest position as `update` keeps it: the state's own object, changed in place by the device's
+ * later records, so a device costs one object for as long as it is in memory instead of one per record (each
+ * would outlive young-generation collections, and die old). Positions from the table (hydrate, reconcile) are
+ * kept as they come and replaced by an OwnPosition at the device's next newer record. Never handed out: readers
+ * get copies (`get`).
+ */
+class OwnPosition implements LastPosition {
+  timestamp: Date
+  latitude: number
+  longitude: number
+  altitude: number
+  angle: number
+  speed: number
+  satellites: number
+  priority: number
+  event_id: number
+  attributesJson: string
+
+  constructor(readonly device_id: string, { attributesJson, position: p }: Observed) {
+    this.timestamp = p.timestamp
+    this.latitude = p.latitude
+    this.longitude = p.longitude
+    this.altitude = p.altitude
+    this.angle = p.angle
+    this.speed = p.speed
+    this.satellites = p.satellites
+    this.priority = p.priority
+    this.event_id = p.event_id
+    this.attributesJson = attributesJson
+  }
+
+  /** Takes the fields of a newer record of the same device. */
+  set({ attributesJson, position: p }: Observed): void {
+    this.timestamp = p.timestamp
+    this.latitude = p.latitude
+    this.longitude = p.longitude
+    this.altitude = p.altitude
+    this.angle = p.angle
+    this.speed = p.speed
+    this.satellites = p.satellites
+    this.priority = p.priority
+    this.event_id = p.event_id
+    this.attributesJson = attributesJson
+  }
+}
+
+// A reader's copy of a device's newest position: plain data, not changed by later records.
+const copyOf = (p: LastPosition): LastPosition => ({
   device_id: p.device_id,
   timestamp: p.timestamp,
   latitude: p.latitude,
@@ -55,7 +103,7 @@ const lastPosition = ({ attributesJson, position: p }: Observed): LastPosition =
   satellites: p.satellites,
   priority: p.priority,
   event_id: p.event_id,
-  attributesJson
+  attributesJson: p.attributesJson
 })
 
 export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceState, {
@@ -161,18 +209,22 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
           const now = new Date(yield* Clock.currentTimeMillis)
           evicted = 0
           let late = 0
-          for (const r of records) {
-            const p = r.position
-            let device = devices.get(p.device_id)
+          for (let i = 0; i < records.length; i++) {
+            const r = records[i]!
+            const id = r.position.device_id
+            let device = devices.get(id)
             if (device === undefined) {
               device = { last_position: undefined, last_seen_at: now, position_count_session: 0, hydrated: false, bytes: 0 }
-              put(p.device_id, device)
+              put(id, device)
             }
             const last = device.last_position
-            if (last === undefined || p.timestamp.getTime() > last.timestamp.getTime()) {
-              device.last_position = lastPosition(r)
-              resized(p.device_id, device)
-            } else if (p.timestamp.getTime() < last.timestamp.getTime()) late++
+            const ms = r.position.timestamp.getTime()
+            if (last === undefined || ms > last.timestamp.getTime()) {
+              // The device's own object is changed in place (its device_id is the key's); one from the table is replaced.
+              if (last instanceof OwnPosition) last.set(r)
+              else device.last_position = new OwnPosition(id, r)
+              resized(id, device)
+            } else if (ms < last.timestamp.getTime()) late++
             device.last_seen_at = now
             device.position_count_session++
           }
@@ -203,7 +255,11 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
         Effect.zipRight(
           hydrateNow([deviceId]),
           Effect.sync(() =>
-            Option.map(Option.fromNullable(devices.peek(deviceId)), ({ bytes: _b, hydrated: _h, ...d }): DeviceView => d)
+            Option.map(Option.fromNullable(devices.peek(deviceId)), (d): DeviceView => ({
+              last_position: d.last_position === undefined ? undefined : copyOf(d.last_position),
+              last_seen_at: d.last_seen_at,
+              position_count_session: d.position_count_session
+            }))
           )
         )
 
