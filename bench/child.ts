@@ -30,7 +30,7 @@ const newestMtime = (dir: string): number => {
 const distUpToDate = (): boolean => {
   const main = join(ROOT, "dist", "main.js")
   if (!existsSync(main)) return false
-  const inputs = Math.max(newestMtime(join(ROOT, "src")), ...["tsconfig.json", "tsconfig.build.json", "package-lock.json"]
+  const inputs = Math.max(newestMtime(join(ROOT, "src")), ...["tsconfig.json", "tsconfig.build.json", "pnpm-lock.yaml"]
     .map((f) => (existsSync(join(ROOT, f)) ? statSync(join(ROOT, f)).mtimeMs : 0)))
   return statSync(main).mtimeMs > inputs
 }
