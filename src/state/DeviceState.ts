@@ -52,28 +52,20 @@ export interface UpdateSummary {
  * get copies (`get`).
  */
 class OwnPosition implements LastPosition {
-  timestamp: Date
-  latitude: number
-  longitude: number
-  altitude: number
-  angle: number
-  speed: number
-  satellites: number
-  priority: number
-  event_id: number
-  attributesJson: string
+  // Assigned by `set`, in one order, from the constructor on.
+  timestamp!: Date
+  latitude!: number
+  longitude!: number
+  altitude!: number
+  angle!: number
+  speed!: number
+  satellites!: number
+  priority!: number
+  event_id!: number
+  attributesJson!: string
 
-  constructor(readonly device_id: string, { attributesJson, position: p }: Observed) {
-    this.timestamp = p.timestamp
-    this.latitude = p.latitude
-    this.longitude = p.longitude
-    this.altitude = p.altitude
-    this.angle = p.angle
-    this.speed = p.speed
-    this.satellites = p.satellites
-    this.priority = p.priority
-    this.event_id = p.event_id
-    this.attributesJson = attributesJson
+  constructor(readonly device_id: string, record: Observed) {
+    this.set(record)
   }
 
   /** Takes the fields of a newer record of the same device. */
