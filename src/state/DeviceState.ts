@@ -176,7 +176,16 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
       const hydrateNow = (deviceIds: Iterable<string>) =>
         Effect.gen(function*() {
           const missing: Array<string> = []
-          for (const id of new Set(deviceIds)) if (devices.peek(id)?.hydrated === false) missing.push(id)
+          // The device objects asked about: one evicted during the query and back since is another object, whose
+          // records since may be newer than the snapshot read; it stays not hydrated.
+          const asked = new Map<string, MutableDevice>()
+          for (const id of new Set(deviceIds)) {
+            const device = devices.peek(id)
+            if (device?.hydrated === false) {
+              missing.push(id)
+              asked.set(id, device)
+            }
+          }
           if (missing.length === 0) return
           const { error, failed, stored } = yield* hydrate(missing)
           if (failed.length > 0) {
@@ -186,7 +195,7 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
           // Synchronous after the query: the device may have been evicted, or have taken newer records, meanwhile.
           for (const id of missing) {
             const known = devices.peek(id)
-            if (known === undefined || failedSet.has(id)) continue
+            if (known === undefined || known !== asked.get(id) || failedSet.has(id)) continue
             known.hydrated = true
             const row = stored.get(id)
             if (row !== undefined && (known.last_position === undefined || row.timestamp.getTime() > known.last_position.timestamp.getTime())) {
@@ -232,11 +241,16 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
         Effect.gen(function*() {
           const affected = [...new Set(keys.filter(holds).map((k) => k.deviceId))]
           if (affected.length === 0) return
-          const { stored } = yield* hydrate(affected)
+          const { error, failed, stored } = yield* hydrate(affected)
+          // A device whose stored row could not be read keeps what it holds (not "nothing stored").
+          const unread = new Set(failed)
+          if (unread.size > 0) {
+            yield* Effect.logWarning(`device state not reconciled for ${unread.size} of ${affected.length} devices (their newest position may be one the table does not hold): ${error}`)
+          }
           for (const key of keys) {
             const device = devices.peek(key.deviceId)
             // Checked again after the query: a newer record may have arrived meanwhile, and then it stands.
-            if (device !== undefined && holds(key)) {
+            if (device !== undefined && !unread.has(key.deviceId) && holds(key)) {
               device.last_position = stored.get(key.deviceId)
               resized(key.deviceId, device)
             }
