@@ -40,8 +40,15 @@ export class InFlight {
     this.#size++
   }
 
+  /**
+   * Whether `id` is here. Through the id → slot index (extended over the slots added since), not a scan: the
+   * claim and own-pending filters ask it of up to READ_COUNT ids, mostly absent, while thousands are here.
+   */
   has(id: string): boolean {
-    return this.#find(id) >= 0
+    if (this.#size === 0) return false
+    const next = this.#next
+    if (next < this.#ids.length && this.#ids[next] === id) return true
+    return this.#lookup(id) >= 0
   }
 
   /** Takes the id out; false when it was not here. */
