@@ -1,38 +1,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Layer, Option, Queue } from "effect"
-import { attributesJson } from "../src/position/attributesJson.js"
-import type { Position } from "../src/position/Position.js"
 import { PgError } from "../src/postgres/Pg.js"
 import { DeviceState } from "../src/state/DeviceState.js"
 import type { LastPosition } from "../src/state/LastPosition.js"
 import { LatestPositions } from "../src/state/LatestPositions.js"
+import { observed, stored } from "./support/DeviceRecords.js"
 
 // DeviceState under races between `update` (the state fiber) and `hydrate` / `get` / `reconcile` (other fibers),
 // on a fake LatestPositions whose query reads the fake table when it is made, then waits for the test to let it
 // answer (or fail): whatever the test does meanwhile happens "during the query".
-
-const observed = (deviceId: string, iso: string, speed = 10) => {
-  const position: Position = {
-    device_id: deviceId,
-    timestamp: new Date(iso),
-    latitude: 54,
-    longitude: 25,
-    altitude: 100,
-    angle: 90,
-    speed,
-    satellites: 9,
-    priority: 0,
-    event_id: 0,
-    attributes: {}
-  }
-  return { position, attributesJson: attributesJson(position.attributes) }
-}
-
-const stored = (deviceId: string, iso: string, speed = 10): LastPosition => {
-  const { attributesJson: json, position } = observed(deviceId, iso, speed)
-  const { attributes: _, ...fields } = position
-  return { ...fields, attributesJson: json }
-}
 
 const failure = () => new PgError({ op: "hydrate device state", cause: Object.assign(new Error("connection terminated"), { code: "57P01" }) })
 

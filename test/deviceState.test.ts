@@ -1,38 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer, Option } from "effect"
 import type pg from "pg"
-import { attributesJson } from "../src/position/attributesJson.js"
-import type { Position } from "../src/position/Position.js"
 import { migrate } from "../src/postgres/Migrations.js"
 import { Pg, PgError } from "../src/postgres/Pg.js"
 import { DeviceState } from "../src/state/DeviceState.js"
-import type { LastPosition } from "../src/state/LastPosition.js"
 import { LatestPositions } from "../src/state/LatestPositions.js"
 import { freshDatabase, testPool } from "./support/Integration.js"
 import { configLayer } from "./support/testConfig.js"
-
-const observed = (deviceId: string, iso: string, speed = 10) => {
-  const position: Position = {
-    device_id: deviceId,
-    timestamp: new Date(iso),
-    latitude: 54,
-    longitude: 25,
-    altitude: 100,
-    angle: 90,
-    speed,
-    satellites: 9,
-    priority: 0,
-    event_id: 0,
-    attributes: {}
-  }
-  return { position, attributesJson: attributesJson(position.attributes) }
-}
-
-const stored = (deviceId: string, iso: string, speed = 10): LastPosition => {
-  const { attributesJson: json, position } = observed(deviceId, iso, speed)
-  const { attributes: _, ...fields } = position
-  return { ...fields, attributesJson: json }
-}
+import { observed, stored } from "./support/DeviceRecords.js"
 
 const newest = (state: DeviceState["Type"], id: string) =>
   Effect.map(state.get(id), (d) => Option.getOrThrow(d).last_position)
