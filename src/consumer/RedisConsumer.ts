@@ -2,6 +2,7 @@ import { isUtf8 } from "node:buffer"
 import { Clock, Duration, Effect, Layer, Schedule } from "effect"
 import type { Redis as IORedis } from "ioredis"
 import * as Backoff from "../Backoff.js"
+import { latin1Text } from "../Bytes.js"
 import { ProcessorConfig } from "../config/Config.js"
 import * as Reason from "../deadletter/Reason.js"
 import { messageOf } from "../ErrorMessage.js"
@@ -40,10 +41,6 @@ const isPayloadName = (name: Buffer): boolean => {
   return true
 }
 
-interface Latin1Slice {
-  latin1Slice(start: number, end: number): string
-}
-
 /** Entries with their payload, and the ids of entries deleted from the stream (a null field list). */
 // Replies are read as bytes: a payload that is not valid UTF-8 is flagged (and dead-lettered) instead of being
 // decoded with U+FFFD in place of its bad bytes, which would make distinct device ids equal.
@@ -53,7 +50,7 @@ const split = (raw: ReadonlyArray<RawEntry>) => {
   for (let r = 0; r < raw.length; r++) {
     const [idBytes, fields] = raw[r]!
     // Redis's ids are ASCII: latin1 reads them as they are, without toString's argument handling.
-    const id = (idBytes as unknown as Latin1Slice).latin1Slice(0, idBytes.length)
+    const id = latin1Text(idBytes, 0, idBytes.length)
     if (fields === null) {
       deleted.push(id)
       continue

@@ -1,3 +1,4 @@
+import { latin1Text } from "../Bytes.js"
 import type { Decoded } from "./decode.js"
 import {
   type AttributeValue,
@@ -105,12 +106,8 @@ const sentinels: Array<number> = []
 let sentinelsUsed = 0
 let scratch = Buffer.allocUnsafe(4096)
 
-// Buffer's own latin1Slice, which toString("latin1", …) calls after checking its arguments (ours are in range).
-interface Latin1Slice {
-  latin1Slice(start: number, end: number): string
-}
 /** The text of ASCII bytes `b[start..end)`. */
-const ascii = (b: Buffer, start: number, end: number): string => (b as unknown as Latin1Slice).latin1Slice(start, end)
+const ascii = latin1Text
 
 const equalAt = (b: Buffer, at: number, end: number, expected: Uint8Array): boolean => {
   if (end - at !== expected.length) return false

@@ -1,3 +1,4 @@
+import { latin1Write, utf8Write } from "../Bytes.js"
 import type { Position } from "../position/Position.js"
 
 // PostgreSQL's binary COPY format (https://www.postgresql.org/docs/current/sql-copy.html, "Binary Format"):
@@ -29,16 +30,10 @@ export interface CopyRow {
 
 // One field each: its byte length, then the value in the type's binary form. Each returns the offset after it.
 
-// Buffer's own writers, without `write`'s argument handling (not in @types/node).
-interface StringWriters {
-  utf8Write(value: string, offset: number): number
-  latin1Write(value: string, offset: number): number
-}
-
 // A string's bytes as UTF-8 at `at`; `ascii`: the caller knows it is ASCII, whose UTF-8 is its Latin-1 (a
 // byte per character, no encoding).
 const utf8 = (b: Buffer, value: string, at: number, ascii: boolean): number =>
-  ascii ? (b as unknown as StringWriters).latin1Write(value, at) : (b as unknown as StringWriters).utf8Write(value, at)
+  ascii ? latin1Write(b, value, at) : utf8Write(b, value, at)
 
 const int2 = (b: Buffer, value: number, at: number): number => b.writeInt16BE(value, b.writeInt32BE(2, at))
 
