@@ -175,32 +175,27 @@ export class DeviceState extends Context.Tag("processor/DeviceState")<DeviceStat
 
       const hydrateNow = (deviceIds: Iterable<string>) =>
         Effect.gen(function*() {
-          const missing: Array<string> = []
-          // The device objects asked about: one evicted during the query and back since is another object, whose
-          // records since may be newer than the snapshot read; it stays not hydrated.
+          // The device objects asked about, by id: one evicted during the query and back since is another object,
+          // whose records since may be newer than the snapshot read; it stays not hydrated.
           const asked = new Map<string, MutableDevice>()
-          for (const id of new Set(deviceIds)) {
+          for (const id of deviceIds) {
             const device = devices.peek(id)
-            if (device?.hydrated === false) {
-              missing.push(id)
-              asked.set(id, device)
-            }
+            if (device?.hydrated === false) asked.set(id, device)
           }
-          if (missing.length === 0) return
-          const { error, failed, stored } = yield* hydrate(missing)
+          if (asked.size === 0) return
+          const { error, failed, stored } = yield* hydrate([...asked.keys()])
           if (failed.length > 0) {
-            yield* Effect.logWarning(`device state not hydrated for ${failed.length} of ${missing.length} devices (tried again by the next reader): ${error}`)
+            yield* Effect.logWarning(`device state not hydrated for ${failed.length} of ${asked.size} devices (tried again by the next reader): ${error}`)
           }
           const failedSet = new Set(failed)
           // Synchronous after the query: the device may have been evicted, or have taken newer records, meanwhile.
-          for (const id of missing) {
-            const known = devices.peek(id)
-            if (known === undefined || known !== asked.get(id) || failedSet.has(id)) continue
-            known.hydrated = true
+          for (const [id, device] of asked) {
+            if (devices.peek(id) !== device || failedSet.has(id)) continue
+            device.hydrated = true
             const row = stored.get(id)
-            if (row !== undefined && (known.last_position === undefined || row.timestamp.getTime() > known.last_position.timestamp.getTime())) {
-              known.last_position = row
-              resized(id, known)
+            if (row !== undefined && (device.last_position === undefined || row.timestamp.getTime() > device.last_position.timestamp.getTime())) {
+              device.last_position = row
+              resized(id, device)
             }
           }
         })
